@@ -1,0 +1,59 @@
+/* The mmpipe CLI: one cli_<command>.c per subcommand, dispatched from mmpipe.c. Commands use
+ * only the public API (include/mmpipe). Each returns the process exit code: 0 ok, 1 failure
+ * (the message is printed), 2 bad usage. */
+#ifndef MMP_CLI_H
+#define MMP_CLI_H
+
+#include "mmpipe/mmpipe.h"
+#include "mmpipe/llm.h"       /* run, chat, tokenize */
+#include "mmpipe/tokenizer.h"
+#include <stdio.h>
+
+typedef struct mmp_cli_command {
+    const char *name;
+    const char *summary;
+    int (*main)(int argc, char **argv);   /* argv[0] is the command name */
+} mmp_cli_command;
+
+int mmp_cli_info(int argc, char **argv);
+int mmp_cli_stage(int argc, char **argv);
+int mmp_cli_convert(int argc, char **argv);
+int mmp_cli_run(int argc, char **argv);
+int mmp_cli_chat(int argc, char **argv);
+int mmp_cli_tokenize(int argc, char **argv);
+
+/* Shared by run / chat / tokenize (samples/cli_run.c). */
+#define MMP_CLI_MAX_STOP 16
+#define MMP_CLI_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MMP_CLI_MAXD(a, b) ((a) > (b) ? (a) : (b))
+typedef struct mmp_cli_llm_opts {
+    const char *model;
+    mmp_sampler_params sp;
+    bool seed_set;
+    int n_predict;            /* -1: the command's default */
+    int n_ctx, n_threads;
+    const char *stop[MMP_CLI_MAX_STOP];
+    int n_stop;
+} mmp_cli_llm_opts;
+void mmp_cli_llm_opts_init(mmp_cli_llm_opts *o);
+/* If argv[*i] is a model/sampling/context option, consume it (and its value): 1; not one: 0;
+ * bad value (message printed): -1. */
+int mmp_cli_llm_opt(const char *cmd, int argc, char **argv, int *i, mmp_cli_llm_opts *o);
+const char *mmp_cli_llm_opts_help(void);
+/* "1,2,3" -> malloc'ed ids; false on anything else. */
+bool mmp_cli_parse_ids(const char *s, int32_t **ids, size_t *n);
+/* Load a model (message printed on failure). */
+mmp_llm *mmp_cli_llm_load(const char *cmd, const char *path, bool vocab_only);
+/* The text of token id after token prev (SentencePiece leading space dropped after BOS). */
+int64_t mmp_cli_piece(const mmp_tokenizer *tok, int32_t prev, int32_t id, char *buf, size_t size);
+double mmp_cli_now(void);
+uint64_t mmp_cli_random_seed(void);
+
+/* Print "mmpipe CMD: <what>: <mmp_last_error()>" to stderr and return 1. */
+int mmp_cli_fail(const char *cmd, const char *what);
+/* True if argv[i] is -h/--help. */
+int mmp_cli_is_help(const char *arg);
+/* Format n bytes as "1.5 MiB" into buf. */
+const char *mmp_cli_bytes(double n, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,8 @@
+/* The stage kinds built into the library. A new stage family adds its kind here (one line)
+ * and its table in its own file (encoders/, projectors/, backbone/, generators/). */
+#include "stage-impl.h"
+
+const mmp_stage_kind *const mmp__builtin_kinds[] = {
+    &mmp__stage_backbone_llm,
+    NULL
+};

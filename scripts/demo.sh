@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The main job: install dependencies, build mmpipe (Release), and run the demo on a model
-# the repository ships. Usage: scripts/demo.sh [MODEL]
+# The main job: install dependencies, build mmpipe (Release), and generate a story with
+# stories260K, a real (tiny) Llama the repository ships in models/ (MIT; see models/README.md).
+# Usage: scripts/demo.sh ["prompt"] [extra mmpipe run options, e.g. --temp 0 -n 200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build-release mmpipe_cli
-./build-release/mmpipe info --max-tensors 24 "${1:-tests/data/llama}"
+prompt=${1:-"Once upon a time"}
+[ $# -gt 0 ] && shift
+echo "== mmpipe info models/stories260K-moe.gguf (a 4-expert MoE upcycling of it)" >&2
+./build-release/mmpipe info --no-tensors models/stories260K-moe.gguf | sed -n '1,4p;/^tokenizer/p;/^totals/p' >&2
+echo "== mmpipe run -m models/stories260K-moe.gguf -p \"$prompt\"" >&2
+exec ./build-release/mmpipe run -m models/stories260K-moe.gguf -p "$prompt" -n 200 --threads "$(nproc)" "$@"

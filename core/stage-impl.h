@@ -6,6 +6,13 @@
 /* NULL-terminated. */
 extern const mmp_stage_kind *const mmp__builtin_kinds[];
 
-extern const mmp_stage_kind mmp__stage_backbone_llm;  /* backbone/stage_llm.c */
+/* The kinds (each defined in its family's file). */
+extern const mmp_stage_kind mmp__stage_backbone_llm;   /* backbone/stage_llm.c */
+
+
+extern const mmp_stage_kind mmp__stage_projector_qformer;  /* projectors/qformer.c */
+extern const mmp_stage_kind mmp__stage_projector_output;   /* projectors/output.c */
+
+
 
 #endif

@@ -4,5 +4,7 @@
 
 const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_backbone_llm,
+    &mmp__stage_projector_qformer,
+    &mmp__stage_projector_output,
     NULL
 };

@@ -13,6 +13,11 @@ extern const mmp_stage_kind mmp__stage_backbone_llm;   /* backbone/stage_llm.c *
 extern const mmp_stage_kind mmp__stage_projector_qformer;  /* projectors/qformer.c */
 extern const mmp_stage_kind mmp__stage_projector_output;   /* projectors/output.c */
 
+extern const mmp_stage_kind mmp__stage_frontend_mel;              /* encoders/mel.c */
+extern const mmp_stage_kind mmp__stage_encoder_whisper;           /* encoders/whisper.c */
+extern const mmp_stage_kind mmp__stage_projector_qwen2_audio;     /* projectors/audio.c */
+extern const mmp_stage_kind mmp__stage_projector_ultravox;        /* projectors/audio.c */
+extern const mmp_stage_kind mmp__stage_projector_voxtral;         /* projectors/audio.c */
 
 
 #endif

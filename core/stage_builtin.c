@@ -6,5 +6,10 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_backbone_llm,
     &mmp__stage_projector_qformer,
     &mmp__stage_projector_output,
+    &mmp__stage_frontend_mel,
+    &mmp__stage_encoder_whisper,
+    &mmp__stage_projector_qwen2_audio,
+    &mmp__stage_projector_ultravox,
+    &mmp__stage_projector_voxtral,
     NULL
 };

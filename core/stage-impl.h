@@ -9,6 +9,10 @@ extern const mmp_stage_kind *const mmp__builtin_kinds[];
 /* The kinds (each defined in its family's file). */
 extern const mmp_stage_kind mmp__stage_backbone_llm;   /* backbone/stage_llm.c */
 
+extern const mmp_stage_kind mmp__stage_generator_unet;          /* generators/gen_stages.c */
+extern const mmp_stage_kind mmp__stage_generator_vae_decode;    /* generators/gen_stages.c */
+extern const mmp_stage_kind mmp__stage_generator_taesd_decode;  /* generators/gen_stages.c */
+extern const mmp_stage_kind mmp__stage_generator_vae_encode;    /* generators/gen_stages.c */
 
 extern const mmp_stage_kind mmp__stage_projector_qformer;  /* projectors/qformer.c */
 extern const mmp_stage_kind mmp__stage_projector_output;   /* projectors/output.c */

@@ -4,6 +4,10 @@
 
 const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_backbone_llm,
+    &mmp__stage_generator_unet,
+    &mmp__stage_generator_vae_decode,
+    &mmp__stage_generator_taesd_decode,
+    &mmp__stage_generator_vae_encode,
     &mmp__stage_projector_qformer,
     &mmp__stage_projector_output,
     &mmp__stage_frontend_mel,

@@ -23,5 +23,10 @@ extern const mmp_stage_kind mmp__stage_projector_qwen2_audio;     /* projectors/
 extern const mmp_stage_kind mmp__stage_projector_ultravox;        /* projectors/audio.c */
 extern const mmp_stage_kind mmp__stage_projector_voxtral;         /* projectors/audio.c */
 
+extern const mmp_stage_kind mmp__stage_encoder_clip;          /* encoders/clip.c */
+extern const mmp_stage_kind mmp__stage_encoder_siglip;        /* encoders/clip.c */
+extern const mmp_stage_kind mmp__stage_encoder_clip_text;     /* encoders/clip.c */
+extern const mmp_stage_kind mmp__stage_projector_mlp;         /* projectors/mlp.c */
+extern const mmp_stage_kind mmp__stage_projector_linear;      /* projectors/mlp.c */
 
 #endif

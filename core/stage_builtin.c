@@ -15,5 +15,10 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_projector_qwen2_audio,
     &mmp__stage_projector_ultravox,
     &mmp__stage_projector_voxtral,
+    &mmp__stage_encoder_clip,
+    &mmp__stage_encoder_siglip,
+    &mmp__stage_encoder_clip_text,
+    &mmp__stage_projector_mlp,
+    &mmp__stage_projector_linear,
     NULL
 };

@@ -21,6 +21,9 @@ int mmp_cli_convert(int argc, char **argv);
 int mmp_cli_run(int argc, char **argv);
 int mmp_cli_chat(int argc, char **argv);
 int mmp_cli_tokenize(int argc, char **argv);
+int mmp_cli_caption(int argc, char **argv);
+int mmp_cli_pipeline(int argc, char **argv);
+int mmp_cli_txt2img(int argc, char **argv);
 
 /* Shared by run / chat / tokenize (samples/cli_run.c). */
 #define MMP_CLI_MAX_STOP 16
@@ -48,6 +51,24 @@ mmp_llm *mmp_cli_llm_load(const char *cmd, const char *path, bool vocab_only);
 int64_t mmp_cli_piece(const mmp_tokenizer *tok, int32_t prev, int32_t id, char *buf, size_t size);
 double mmp_cli_now(void);
 uint64_t mmp_cli_random_seed(void);
+
+/* Media for chat --image / caption --audio (samples/cli_caption.c): the encoder + projector of
+ * the model and the media items attached so far (embeddings owned here). Functions print their
+ * message (with timings on success) and return 0 ok / 1 failure. */
+typedef struct mmp_cli_media {
+    mmp_mm *mm;
+    mmp_media *items;
+    int n, cap;
+} mmp_cli_media;
+int mmp_cli_media_load(mmp_cli_media *s, const char *cmd, const char *model, const char *mmproj, const mmp_llm *llm,
+                       int n_threads);
+int mmp_cli_media_add_image(mmp_cli_media *s, const char *cmd, const char *path);
+int mmp_cli_media_add_audio(mmp_cli_media *s, const char *cmd, const char *path, double max_seconds);
+/* Drop the items from index n on. */
+void mmp_cli_media_truncate(mmp_cli_media *s, int n);
+void mmp_cli_media_free(mmp_cli_media *s);
+/* Media markers in text (as mmp_mm_prompt_from_text counts them). */
+int mmp_cli_media_count_markers(const mmp_cli_media *s, const mmp_tokenizer *tok, const char *text);
 
 /* Print "mmpipe CMD: <what>: <mmp_last_error()>" to stderr and return 1. */
 int mmp_cli_fail(const char *cmd, const char *what);

@@ -9,11 +9,13 @@
 
 static void chat_usage(FILE *f) {
     fprintf(f,
-        "usage: mmpipe chat -m MODEL [--chat-template NAME] [--system TEXT] [-p MESSAGE] [options]\n"
+        "usage: mmpipe chat -m MODEL [--mmproj FILE] [--image PATH] [--chat-template NAME] [--system TEXT] [-p MESSAGE] [options]\n"
         "\n"
         "Talk with a chat (instruction-tuned) model. Type a message and press Enter; the answer is\n"
         "printed as it is generated. Commands: /reset forgets the conversation (keeps --system),\n"
         "/exit (or end of input, Ctrl-D) quits. With -p, answer that one message and exit.\n"
+        "/image PATH attaches a picture to your next message (image chat models: LLaVA, or an LLM\n"
+        "with --mmproj); it goes where the message says <image>, else before the message.\n"
         "\n"
         "The conversation is turned into text with the model's chat template (the\n"
         "tokenizer.chat_template in the model file). Known templates: %s.\n"
@@ -22,12 +24,16 @@ static void chat_usage(FILE *f) {
         "  --chat-template NAME   use this template instead of the model's (one of the names above)\n"
         "  --system TEXT          a system message that sets the assistant's behaviour\n"
         "  -p, --prompt MESSAGE   answer one message and exit\n"
+        "  --image PATH           attach a picture to the first message (repeatable)\n"
+        "  --mmproj FILE          image encoder + projector (llama.cpp mmproj GGUF or HF folder);\n"
+        "                         not needed for a Hugging Face LLaVA folder\n"
         "%s"
         "  -h, --help             this help\n"
         "\n"
         "examples:\n"
         "  mmpipe chat -m qwen2.5-0.5b-instruct-q8_0.gguf --system \"You answer briefly.\"\n"
-        "  mmpipe chat -m models/stories260K.gguf --chat-template chatml -p \"Hello\" -n 20\n",
+        "  mmpipe chat -m models/stories260K.gguf --chat-template chatml -p \"Hello\" -n 20\n"
+        "  mmpipe chat -m llava-1.5-7b-hf --image cat.jpg -p \"What is in the picture?\"\n",
         mmp_chat_template_names(), mmp_cli_llm_opts_help());
 }
 
@@ -94,7 +100,24 @@ typedef struct chat_run {
     enum mmp_chat_template tmpl;
     const char *bos_text, *eos_text;
     float *logits;
+    mmp_cli_media *med;    /* images attached so far (NULL: text only) */
 } chat_run;
+
+/* A user message with n_images newly attached images: one "<image>" marker per image in
+ * front of the text unless the text places them itself. */
+static bool chat_add_user(chat *c, const chat_run *r, const char *text, int n_images) {
+    if (n_images <= 0 || !r->med || mmp_cli_media_count_markers(r->med, r->tok, text) > 0) return chat_add(c, "user", text);
+    size_t tl = strlen(text);
+    char *s = malloc((size_t)n_images * 8 + tl + 1);
+    if (!s) return false;
+    s[0] = '\0';
+    for (int i = 0; i < n_images; i++) strcat(s, "<image>");
+    strcat(s, "\n");
+    strcat(s, text);
+    bool ok = chat_add(c, "user", s);
+    free(s);
+    return ok;
+}
 
 /* Render + tokenize the conversation with the generation prompt, reuse the cached prefix,
  * generate the answer (printed as it comes) and append it to the conversation. */
@@ -107,12 +130,28 @@ static int answer(chat_run *r, chat *c) {
     bool has_bos = r->bos_text && *r->bos_text && !strncmp(text, r->bos_text, strlen(r->bos_text));
     int32_t *ids = NULL;
     size_t n = 0;
-    enum mmp_status st = mmp_tokenizer_encode(r->tok, text, tlen, !has_bos, true, &ids, &n);
-    free(text);
+    enum mmp_status st;
+    mmp_mm_prompt *mp = NULL;
+    if (r->med) {
+        /* the images' markers expand to their embeddings (include/mmpipe/mtmd.h); a marker
+         * without an image is an error, as in the HF processors */
+        mp = mmp_mm_prompt_from_text(r->tok, text, tlen, !has_bos, mmp_mm_get_markers(r->med->mm), r->med->items, r->med->n);
+        free(text);
+        if (!mp) return mmp_cli_fail("chat", "cannot build the prompt");
+        n = (size_t)mmp_mm_prompt_n_pos(mp);
+        ids = malloc(n * sizeof *ids);
+        if (!ids) { mmp_mm_prompt_free(mp); fprintf(stderr, "mmpipe chat: out of memory\n"); return 1; }
+        memcpy(ids, mmp_mm_prompt_ids(mp), n * sizeof *ids);
+        st = MMP_OK;
+    } else {
+        st = mmp_tokenizer_encode(r->tok, text, tlen, !has_bos, true, &ids, &n);
+        free(text);
+    }
     if (st) return mmp_cli_fail("chat", "cannot tokenize the conversation");
     int32_t n_ctx = mmp_llm_ctx_n_ctx(r->ctx);
     if (n >= (size_t)n_ctx) {
         free(ids);
+        mmp_mm_prompt_free(mp);
         fprintf(stderr, "mmpipe chat: the conversation has %zu tokens but the context holds %d: use /reset or --ctx N\n", n, n_ctx);
         return 1;
     }
@@ -123,16 +162,24 @@ static int answer(chat_run *r, chat *c) {
     mmp_llm_ctx_truncate(r->ctx, (int32_t)keep);
     if (n > c->cap_past) {
         int32_t *p = realloc(c->past, (n + 1024) * sizeof *p);
-        if (!p) { free(ids); fprintf(stderr, "mmpipe chat: out of memory\n"); return 1; }
+        if (!p) { free(ids); mmp_mm_prompt_free(mp); fprintf(stderr, "mmpipe chat: out of memory\n"); return 1; }
         c->past = p;
         c->cap_past = n + 1024;
     }
     memcpy(c->past, ids, n * sizeof *ids);
     c->n_past = keep;
-    mmp_llm_batch b = { .n = (int32_t)(n - keep), .tokens = ids + keep, .logits = r->logits };
-    st = mmp_llm_decode(r->ctx, &b);
+    double t0 = mmp_cli_now();
+    if (mp) {
+        st = mmp_mm_prompt_decode(r->ctx, r->m, mp, (int32_t)keep, 0, r->logits, false);
+        mmp_mm_prompt_free(mp);
+    } else {
+        mmp_llm_batch b = { .n = (int32_t)(n - keep), .tokens = ids + keep, .logits = r->logits };
+        st = mmp_llm_decode(r->ctx, &b);
+    }
     free(ids);
     if (st) return mmp_cli_fail("chat", "decode failed");
+    double t_prompt = mmp_cli_now() - t0, t_gen = 0.0;
+    int n_gen = 0;
     c->n_past = n;
 
     mmp_sampler_reset(r->smp);
@@ -172,12 +219,19 @@ static int answer(chat_run *r, chat *c) {
             break;
         }
         mmp_llm_batch bb = { .n = 1, .tokens = &id, .logits = r->logits };
+        double ts = mmp_cli_now();
         if (mmp_llm_decode(r->ctx, &bb)) { free(ans); return mmp_cli_fail("chat", "decode failed"); }
+        t_gen += mmp_cli_now() - ts;
+        n_gen++;
         if (c->n_past < c->cap_past) c->past[c->n_past++] = id;
         prev = id;
     }
     fputc('\n', stdout);
     fflush(stdout);
+    if (r->med)
+        fprintf(stderr, "mmpipe chat: prompt: %zu new positions in %.1f ms (%.1f/s) | generation: %d tokens decoded in %.1f ms (%.1f tokens/s)\n",
+                n - keep, t_prompt * 1e3, (double)(n - keep) / MMP_CLI_MAXD(t_prompt, 1e-9), n_gen, t_gen * 1e3,
+                n_gen > 0 ? n_gen / MMP_CLI_MAXD(t_gen, 1e-9) : 0.0);
     bool ok = chat_add(c, "assistant", ans ? (ans[an] = '\0', ans) : "");
     free(ans);
     if (!ok) { fprintf(stderr, "mmpipe chat: out of memory\n"); return 1; }
@@ -187,17 +241,24 @@ static int answer(chat_run *r, chat *c) {
 int mmp_cli_chat(int argc, char **argv) {
     mmp_cli_llm_opts o;
     mmp_cli_llm_opts_init(&o);
-    const char *tmpl_name = NULL, *system = NULL, *prompt = NULL;
+    const char *tmpl_name = NULL, *system = NULL, *prompt = NULL, *mmproj = NULL;
+    const char *images[16];
+    int n_images = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (mmp_cli_is_help(a)) { chat_usage(stdout); return 0; }
         int r = mmp_cli_llm_opt("chat", argc, argv, &i, &o);
         if (r < 0) return 2;
         if (r > 0) continue;
-        if (!strcmp(a, "--chat-template") || !strcmp(a, "--system") || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+        if (!strcmp(a, "--chat-template") || !strcmp(a, "--system") || !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
+            !strcmp(a, "--image") || !strcmp(a, "--mmproj")) {
             if (i + 1 >= argc) { fprintf(stderr, "mmpipe chat: %s needs a value (see 'mmpipe chat --help')\n", a); return 2; }
             const char *v = argv[++i];
-            if (!strcmp(a, "--chat-template")) tmpl_name = v;
+            if (!strcmp(a, "--image")) {
+                if (n_images == (int)(sizeof images / sizeof images[0])) { fprintf(stderr, "mmpipe chat: at most 16 --image files\n"); return 2; }
+                images[n_images++] = v;
+            } else if (!strcmp(a, "--mmproj")) mmproj = v;
+            else if (!strcmp(a, "--chat-template")) tmpl_name = v;
             else if (!strcmp(a, "--system")) system = v;
             else prompt = v;
         } else { fprintf(stderr, "mmpipe chat: unknown argument '%s' (see 'mmpipe chat --help')\n", a); return 2; }
@@ -213,6 +274,8 @@ int mmp_cli_chat(int argc, char **argv) {
     int rc = 1;
     chat c = { 0 };
     chat_run r = { 0 };
+    mmp_cli_media med = { 0 };
+    int n_pending = 0;      /* images attached to the next message */
     char *line = NULL;
     size_t line_cap = 0;
     char *jinja = model_template(o.model);
@@ -244,11 +307,18 @@ int mmp_cli_chat(int argc, char **argv) {
         if (!(r.stop = mmp_stop_new(eog, n_eog, stops, ns, o.n_predict))) { mmp_cli_fail("chat", NULL); goto done; }
     }
     if (!(r.logits = malloc((size_t)hp->n_vocab * sizeof *r.logits))) goto done;
+    if (n_images > 0 || mmproj) {
+        if (mmp_cli_media_load(&med, "chat", o.model, mmproj, r.m, o.n_threads)) goto done;
+        r.med = &med;
+        for (int i = 0; i < n_images; i++)
+            if (mmp_cli_media_add_image(&med, "chat", images[i])) goto done;
+        n_pending = n_images;
+    }
     if (system && !chat_add(&c, "system", system)) goto done;
     size_t base = c.n;
     fprintf(stderr, "mmpipe chat: template %s%s\n", mmp_chat_template_name(r.tmpl), prompt ? "" : "; /reset to start over, /exit to quit");
     if (prompt) {
-        if (!chat_add(&c, "user", prompt)) goto done;
+        if (!chat_add_user(&c, &r, prompt, n_pending)) goto done;
         rc = answer(&r, &c);
         goto done;
     }
@@ -259,17 +329,32 @@ int mmp_cli_chat(int argc, char **argv) {
         if (got < 0) break;
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strncmp(line, "/image ", 7)) {
+            if (!r.med) {
+                if (mmp_cli_media_load(&med, "chat", o.model, mmproj, r.m, o.n_threads)) { if (!tty) goto done; continue; }
+                r.med = &med;
+            }
+            if (mmp_cli_media_add_image(&med, "chat", line + 7)) { if (!tty) goto done; continue; }
+            n_pending++;
+            fprintf(stderr, "(image attached to your next message)\n");
+            continue;
+        }
         if (!strcmp(line, "/reset")) {
             chat_truncate(&c, base);
+            if (r.med) mmp_cli_media_truncate(&med, 0);
+            n_pending = 0;
             c.n_past = 0;
             mmp_llm_ctx_truncate(r.ctx, 0);
             fprintf(stderr, "(conversation cleared)\n");
             continue;
         }
         if (!*line) continue;
-        if (!chat_add(&c, "user", line)) goto done;
+        if (!chat_add_user(&c, &r, line, n_pending)) goto done;
+        int n_media_before = r.med ? med.n - n_pending : 0;
+        n_pending = 0;
         if (answer(&r, &c)) {
-            chat_truncate(&c, c.n - 1); /* drop the message that failed */
+            chat_truncate(&c, c.n - 1); /* drop the message that failed, and its images */
+            if (r.med) mmp_cli_media_truncate(&med, n_media_before);
             if (!tty) goto done;
         }
     }
@@ -284,6 +369,7 @@ done:
     mmp_stop_free(r.stop);
     mmp_sampler_free(r.smp);
     mmp_llm_ctx_free(r.ctx);
+    mmp_cli_media_free(&med);
     mmp_llm_free(r.m);
     return rc;
 }

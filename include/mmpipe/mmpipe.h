@@ -23,4 +23,5 @@
 #include "mmpipe/image.h"
 #include "mmpipe/vision.h"
 
+#include "mmpipe/mtmd.h"
 #endif

@@ -29,4 +29,6 @@ extern const mmp_stage_kind mmp__stage_encoder_clip_text;     /* encoders/clip.c
 extern const mmp_stage_kind mmp__stage_projector_mlp;         /* projectors/mlp.c */
 extern const mmp_stage_kind mmp__stage_projector_linear;      /* projectors/mlp.c */
 
+extern const mmp_stage_kind mmp__stage_prompt_embed;         /* core/pipeline_prompt.c */
+
 #endif

@@ -20,5 +20,6 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_encoder_clip_text,
     &mmp__stage_projector_mlp,
     &mmp__stage_projector_linear,
+    &mmp__stage_prompt_embed,
     NULL
 };

@@ -23,6 +23,7 @@ int mmp_cli_chat(int argc, char **argv);
 int mmp_cli_tokenize(int argc, char **argv);
 int mmp_cli_caption(int argc, char **argv);
 int mmp_cli_pipeline(int argc, char **argv);
+int mmp_cli_txt2img(int argc, char **argv);
 
 /* Shared by run / chat / tokenize (samples/cli_run.c). */
 #define MMP_CLI_MAX_STOP 16

@@ -14,6 +14,7 @@ static const mmp_cli_command commands[] = {
     { "tokenize", "show the token ids of a text, or the text of token ids", mmp_cli_tokenize },
     { "caption", "describe or transcribe an audio file with an audio language model", mmp_cli_caption },
     { "pipeline", "show a pipeline file's typed graph (or DOT), or run a pipeline on inputs from files", mmp_cli_pipeline },
+    { "txt2img", "draw a picture from a text prompt with a Stable Diffusion model (writes a PNG)", mmp_cli_txt2img },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -23,6 +23,7 @@
 
 #include "mmpipe/image.h"
 #include "mmpipe/vision.h"
+#include "mmpipe/sd.h"
 
 #include "mmpipe/mtmd.h"
 #endif

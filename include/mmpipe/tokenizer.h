@@ -141,6 +141,41 @@ MMP_API enum mmp_status mmp_tokenizer_decode(const mmp_tokenizer *t, const mmp_t
  * NULL past the end. Each string may list several '|'-separated names of one type. */
 MMP_API const char *mmp_tokenizer_pre_type_name(int i);
 
+/* ---- CLIP BPE (Stable Diffusion's tokenizer/ folder: vocab.json + merges.txt) ----
+ * transformers' CLIPTokenizer without ftfy (core/tok_clip.c says exactly what it does):
+ * BERT-style basic cleaning and lower case, the CLIP regex, byte-level BPE with "</w>" word
+ * ends. A separate object from mmp_tokenizer because the model differs (end-of-word suffix,
+ * its own normaliser, fixed-length padded output). Read-only after creation. */
+typedef struct mmp_clip_tokenizer mmp_clip_tokenizer;
+/* A tokenizer folder (vocab.json, merges.txt, optional tokenizer_config.json and
+ * special_tokens_map.json), or a diffusers pipeline root (uses its tokenizer/ folder). */
+MMP_API mmp_clip_tokenizer *mmp_clip_tokenizer_load(const char *path);
+/* The files one by one (the last two may be NULL). Special tokens: bos "<|startoftext|>",
+ * eos / unk / pad "<|endoftext|>" unless the JSON files name others ("pad_token": "!" for
+ * SD 2.x); model_max_length from tokenizer_config.json (77 when absent). */
+MMP_API mmp_clip_tokenizer *mmp_clip_tokenizer_from_files(const char *vocab_json, const char *merges_txt,
+                                                          const char *tokenizer_config_json,
+                                                          const char *special_tokens_map_json);
+MMP_API void mmp_clip_tokenizer_free(mmp_clip_tokenizer *t);
+MMP_API int32_t mmp_clip_tokenizer_n_vocab(const mmp_clip_tokenizer *t);   /* max id + 1 */
+MMP_API int32_t mmp_clip_tokenizer_n_merges(const mmp_clip_tokenizer *t);
+MMP_API mmp_token mmp_clip_tokenizer_bos(const mmp_clip_tokenizer *t);
+MMP_API mmp_token mmp_clip_tokenizer_eos(const mmp_clip_tokenizer *t);
+MMP_API mmp_token mmp_clip_tokenizer_pad(const mmp_clip_tokenizer *t);
+MMP_API mmp_token mmp_clip_tokenizer_unk(const mmp_clip_tokenizer *t);
+MMP_API int32_t mmp_clip_tokenizer_max_length(const mmp_clip_tokenizer *t); /* model_max_length (77) */
+/* Vocab text of an id (e.g. "photo</w>"), NULL for ids not in vocab.json; borrowed. */
+MMP_API const char *mmp_clip_tokenizer_token_text(const mmp_clip_tokenizer *t, mmp_token id);
+MMP_API mmp_token mmp_clip_tokenizer_find(const mmp_clip_tokenizer *t, const char *text);
+/* Token ids of text without bos/eos and without truncation; *out malloc'ed (caller frees). */
+MMP_API enum mmp_status mmp_clip_tokenizer_encode(const mmp_clip_tokenizer *t, const char *text, size_t len,
+                                                  mmp_token **out, size_t *n_out);
+/* What a diffusers pipeline feeds the text encoder: [bos, ids truncated to max_length - 2,
+ * eos, pad, pad, ...] in out[max_length] (max_length 0 = model_max_length). *n_used (may be
+ * NULL) gets the count before the padding. */
+MMP_API enum mmp_status mmp_clip_tokenizer_encode_padded(const mmp_clip_tokenizer *t, const char *text, size_t len,
+                                                         int32_t max_length, mmp_token *out, int32_t *n_used);
+
 #ifdef __cplusplus
 }
 #endif

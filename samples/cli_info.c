@@ -5,8 +5,14 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+
+static bool mmp__has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -324,6 +330,55 @@ static int describe_subfolders(const char *path, const info_opts *o) {
     return 0;
 }
 
+/* llama2.c files (karpathy's run.c format) have no magic: a checkpoint is recognised by its
+ * header matching the file size exactly, which the converter checks; it is shown as the GGUF
+ * file it converts to (tensor names as llama.cpp's). A tokenizer.bin is shown as a tokenizer.
+ * Returns -1 when `path` is neither. */
+static int describe_llama2c(const char *path, const info_opts *o) {
+    const char *tmp = getenv("TMPDIR");
+    char out[4096];
+    snprintf(out, sizeof out, "%s/mmpipe-info-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(out);
+    if (fd < 0) return -1;
+    close(fd);
+    mmp_convert_params cp = mmp_convert_params_default();
+    if (mmp_convert_llama2c_to_gguf(path, NULL, out, &cp) == MMP_OK) {
+        mmp_modelfile *m = mmp_modelfile_open(out);
+        unlink(out);
+        if (!m) return -1;
+        printf("model:         %s\n", path);
+        printf("format:        llama2.c checkpoint (run.c layout, f32); shown as its GGUF conversion\n");
+        printf("               (mmpipe convert --llama2c %s --tokenizer TOKENIZER.bin OUT.gguf)\n", path);
+        describe(m, o);
+        mmp_modelfile_free(m);
+        return 0;
+    }
+    unlink(out);
+    mmp_tokenizer *t = mmp_tokenizer_from_llama2c(path, 0);
+    if (!t) return -1;
+    int32_t n = mmp_tokenizer_n_vocab(t);
+    printf("model:         %s\n", path);
+    printf("format:        llama2.c tokenizer (scores + pieces)\n");
+    printf("tokenizer:     %s, %d tokens, bos %d, eos %d\n", mmp_tokenizer_model_name(t), (int)n,
+           (int)mmp_tokenizer_bos(t), (int)mmp_tokenizer_eos(t));
+    if (o->tensors) {
+        printf("\npieces (first %d):\n", n < 12 ? (int)n : 12);
+        for (int32_t i = 0; i < n && i < 12; i++) {
+            char piece[64];
+            size_t len = 0;
+            const char *txt = mmp_tokenizer_token_text(t, i, &len);
+            if (!txt) len = 0;
+            if (len > sizeof piece - 1) len = sizeof piece - 1;
+            memcpy(piece, txt ? txt : "", len);
+            piece[len] = 0;
+            for (char *c = piece; *c; c++) if ((unsigned char)*c < 32) *c = '?';
+            printf("  %5d  %-16s score %g\n", (int)i, piece, (double)mmp_tokenizer_token_score(t, i));
+        }
+    }
+    mmp_tokenizer_free(t);
+    return 0;
+}
+
 int mmp_cli_info(int argc, char **argv) {
     info_opts o = { .tensors = true, .max_tensors = -1 };
     const char *path = NULL;
@@ -344,6 +399,13 @@ int mmp_cli_info(int argc, char **argv) {
     }
     if (!path) { info_usage(stderr); return 2; }
     mmp_modelfile *m = mmp_modelfile_open(path);
+    if (!m && mmp__has_suffix(path, ".bin")) {
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s", mmp_last_error());
+        if (describe_llama2c(path, &o) == 0) return 0;
+        fprintf(stderr, "mmpipe info: %s (and it is neither a llama2.c checkpoint nor a llama2.c tokenizer: %s)\n", saved, mmp_last_error());
+        return 1;
+    }
     if (!m) {
         /* A folder that holds model folders (e.g. an any-to-any checkpoint with llm/ and
          * output_projector/): describe each of them. */

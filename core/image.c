@@ -1,6 +1,5 @@
 /* Image input (stb_image) and PNG output with text chunks (stb_image_write + our own chunk
- * writer). The stb implementations are compiled here as static functions so that their
- * symbols stay private to this file (another file may include stb too). */
+ * writer). stb itself is compiled in core/image_stb.c behind a few private wrappers. */
 #include "mmpipe/image.h"
 #include "util.h"
 
@@ -11,49 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- stb (third-party code: its own warnings are not ours) ---- */
-/* These two are reported at the end of the file / after inlining, outside any push/pop:
- * stb declares a few static functions it never defines, and gcc's -O3 stringop checker
- * misreads stbi__build_huffman's table writes. Ignored for the whole file. */
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wunused-function"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#endif
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_WRITE_STATIC
-/* stb's asserts are consistency checks that corrupt data can trip (e.g. in the JPEG Huffman
- * decoder); a library must not abort on bad input. Release builds of stb compile them out
- * (NDEBUG) and this makes Debug builds behave the same. */
-#define STBI_ASSERT(x) ((void)0)
-#define STBIW_ASSERT(x) ((void)0)
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-/* Only the formats we promise; no stdio inside stb (we read files ourselves). */
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_BMP
-#define STBI_ONLY_GIF
-#define STBI_ONLY_PNM
-#define STBI_ONLY_TGA
-#define STBI_NO_STDIO
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
-#define STBI_WRITE_NO_STDIO
-#include "stb_image.h"
-#include "stb_image_write.h"
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+#include "image-stb.h"
 
 mmp_image *mmp_image_new(int32_t width, int32_t height) {
     uint64_t n;
@@ -99,9 +56,9 @@ enum mmp_status mmp_image_info_memory(const void *data, size_t size, const char 
     enum mmp_status st = check_before(data, size, name);
     if (st != MMP_OK) return st;
     int w = 0, h = 0, c = 0;
-    if (!stbi_info_from_memory(data, (int)size, &w, &h, &c)) {
+    if (!mmp__stb_info(data, (int)size, &w, &h, &c)) {
         const char *f = fmt_name(data, size);
-        const char *why = stbi_failure_reason();
+        const char *why = mmp__stb_failure_reason();
         if (why && !strcmp(why, "too large"))
             return mmp__error(MMP_ERR_LIMIT, "%s: the %s header gives dimensions too large to decode (over the size limit)",
                               name, f ? f : "image");
@@ -380,22 +337,22 @@ mmp_image *mmp_image_load_memory(const void *data, size_t size, const char *name
                                (int)w, (int)h, (long long)w * h, (long long)max_pixels);
     if (check_complete(data, size, name, w, h) != MMP_OK) return NULL;
     int dw = 0, dh = 0, dc = 0;
-    uint8_t *px = stbi_load_from_memory(data, (int)size, &dw, &dh, &dc, 0);
+    uint8_t *px = mmp__stb_load(data, (int)size, &dw, &dh, &dc);
     if (!px) {
         const char *f = fmt_name(data, size);
-        const char *why = stbi_failure_reason();
+        const char *why = mmp__stb_failure_reason();
         return mmp__error_null(MMP_ERR_FORMAT, "%s: corrupt or truncated %s data (%s)", name, f ? f : "image",
                                why ? why : "?");
     }
     /* The decoder re-reads the header: it must agree with what we checked. */
     if (dw != w || dh != h || dc < 1 || dc > 4) {
-        stbi_image_free(px);
+        mmp__stb_free(px);
         return mmp__error_null(MMP_ERR_FORMAT, "%s: decoder gave %dx%dx%d, header said %dx%d", name, dw, dh, dc,
                                (int)w, (int)h);
     }
     mmp_image *img = mmp_image_new(w, h);
     if (!img) {
-        stbi_image_free(px);
+        mmp__stb_free(px);
         mmp__error_prefix("%s: ", name);
         return NULL;
     }
@@ -414,7 +371,7 @@ mmp_image *mmp_image_load_memory(const void *data, size_t size, const char *name
             break;
         }
     }
-    stbi_image_free(px);
+    mmp__stb_free(px);
     return img;
 }
 
@@ -513,9 +470,9 @@ uint8_t *mmp_image_encode_png(const mmp_image *img, const mmp_png_text *text, in
         extra += text_chunk(NULL, &text[i]);
     }
     int len = 0;
-    uint8_t *png = stbi_write_png_to_mem(img->data, img->width * 3, img->width, img->height, 3, &len);
+    uint8_t *png = mmp__stb_write_png(img->data, img->width * 3, img->width, img->height, 3, &len);
     if (!png || len < 33) {
-        if (png) STBIW_FREE(png);
+        if (png) mmp__stb_free(png);
         return mmp__error_null(MMP_ERR_NOMEM, "mmp_image_encode_png: PNG encoding of %dx%d failed", (int)img->width,
                                (int)img->height);
     }
@@ -523,12 +480,12 @@ uint8_t *mmp_image_encode_png(const mmp_image *img, const mmp_png_text *text, in
      * go right after IHDR, before the image data. */
     size_t total = (size_t)len + extra;
     uint8_t *out = mmp__malloc(total);
-    if (!out) { STBIW_FREE(png); return NULL; }
+    if (!out) { mmp__stb_free(png); return NULL; }
     memcpy(out, png, 33);
     size_t o = 33;
     for (int i = 0; i < n_text; i++) o += text_chunk(out + o, &text[i]);
     memcpy(out + o, png + 33, (size_t)len - 33);
-    STBIW_FREE(png);
+    mmp__stb_free(png);
     *size = total;
     return out;
 }

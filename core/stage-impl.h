@@ -14,6 +14,9 @@ extern const mmp_stage_kind mmp__stage_generator_vae_decode;    /* generators/ge
 extern const mmp_stage_kind mmp__stage_generator_taesd_decode;  /* generators/gen_stages.c */
 extern const mmp_stage_kind mmp__stage_generator_vae_encode;    /* generators/gen_stages.c */
 
+extern const mmp_stage_kind mmp__stage_scheduler_step;          /* generators/stage_sample.c */
+extern const mmp_stage_kind mmp__stage_generator_sample;        /* generators/stage_sample.c */
+
 extern const mmp_stage_kind mmp__stage_projector_qformer;  /* projectors/qformer.c */
 extern const mmp_stage_kind mmp__stage_projector_output;   /* projectors/output.c */
 

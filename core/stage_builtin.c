@@ -8,6 +8,8 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_generator_vae_decode,
     &mmp__stage_generator_taesd_decode,
     &mmp__stage_generator_vae_encode,
+    &mmp__stage_scheduler_step,
+    &mmp__stage_generator_sample,
     &mmp__stage_projector_qformer,
     &mmp__stage_projector_output,
     &mmp__stage_frontend_mel,

@@ -26,4 +26,5 @@
 #include "mmpipe/sd.h"
 
 #include "mmpipe/mtmd.h"
+#include "mmpipe/anytoany.h"
 #endif

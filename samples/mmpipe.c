@@ -30,9 +30,14 @@ static void usage(FILE *f) {
         "  version  print the version\n"
         "\n"
         "Run 'mmpipe COMMAND --help' for the options of one command. Examples:\n"
-        "  mmpipe info models/stories260K.gguf\n"
-        "  mmpipe info path/to/hf-model-folder\n"
-        "  mmpipe stage --list\n");
+        "  mmpipe run -m models/stories260K.gguf -p \"Once upon a time\"  # a story from the shipped model\n"
+        "  mmpipe chat -m LLAVA_FOLDER --image photo.jpg -p \"What is in this picture?\"\n"
+        "  mmpipe caption -m QWEN2_AUDIO_FOLDER --audio speech.flac\n"
+        "  mmpipe txt2img -m SD15_FOLDER_OR_FILE -p \"a red fox in snow\" -o fox.png\n"
+        "  mmpipe info models/stories260K.gguf              # what is inside a model file\n"
+        "  mmpipe convert HF_FOLDER out.gguf --type q8_0    # Hugging Face -> GGUF\n"
+        "  mmpipe pipeline show pipelines/llava.pipe        # a typed stage graph\n"
+        "  mmpipe stage --list                              # every stage kind and its ports\n");
 }
 
 int mmp_cli_fail(const char *cmd, const char *what) {

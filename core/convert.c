@@ -7,6 +7,7 @@
 #include "mmpipe/convert.h"
 #include "mmpipe/gguf.h"
 #include "mmpipe/modelfile.h"
+#include "mmpipe/vision.h"
 #include "mapfile.h"
 #include "util.h"
 
@@ -70,6 +71,9 @@ typedef struct conv {
     size_t n_bufs, cap_bufs;
     const mmp_convert_params *p;
     const char *src;            /* input path (messages) */
+    /* HF multimodal folders keep the LLM under a prefix: "model." and "lm_head." in the
+     * names below are replaced by these (plain LLM folders: themselves) */
+    char mpfx[64], hpfx[64];
 } conv;
 
 static void conv_log(const conv *c, enum mmp_log_level lv, const char *fmt, ...) MMP_PRINTF(3, 4);
@@ -463,6 +467,14 @@ typedef struct hf_hp {
     bool tied, attn_bias;
 } hf_hp;
 
+/* "model.X" / "lm_head.X" -> the folder's own prefix (LLaVA: "language_model.model.X", ...). */
+static const char *hf_map(const conv *c, const char *name, char *buf, size_t size) {
+    if (!strncmp(name, "model.", 6) && c->mpfx[0]) snprintf(buf, size, "%s%s", c->mpfx, name + 6);
+    else if (!strncmp(name, "lm_head.", 8) && c->hpfx[0]) snprintf(buf, size, "%s%s", c->hpfx, name + 8);
+    else snprintf(buf, size, "%s", name);
+    return buf;
+}
+
 /* Look up a tensor and check its GGML-order shape (ne1 = 0: 1-D). */
 static const mmp_tensor_info *hf_tensor(const mmp_modelfile *mf, const char *name, int64_t ne0, int64_t ne1, bool required,
                                         enum mmp_status *st) {
@@ -536,7 +548,8 @@ static const float *hf_data(conv *c, const mmp_tensor_info *t, int32_t permute_h
 static enum mmp_status hf_copy(conv *c, const mmp_modelfile *mf, const char *hf_name, const char *gg_name, int64_t ne0,
                                int64_t ne1, int32_t permute_heads, bool required) {
     enum mmp_status st = MMP_OK;
-    const mmp_tensor_info *t = hf_tensor(mf, hf_name, ne0, ne1, required, &st);
+    char mapped[256];
+    const mmp_tensor_info *t = hf_tensor(mf, hf_map(c, hf_name, mapped, sizeof mapped), ne0, ne1, required, &st);
     if (!t) return st;
     const float *d = hf_data(c, t, permute_heads, &st);
     if (!d) return st;
@@ -556,21 +569,29 @@ static enum mmp_status hf_stack(conv *c, const mmp_modelfile *mf, const char *fm
                           (long long)ne1, (long long)n_exp);
     /* the first expert must exist with the right shape before anything is allocated */
     {
-        char nm[192];
+        char nm[192], mapped[256];
         snprintf(nm, sizeof nm, fmt, layer, 0);
-        if (!hf_tensor(mf, nm, ne0, ne1, true, &st)) return st;
+        if (!hf_tensor(mf, hf_map(c, nm, mapped, sizeof mapped), ne0, ne1, true, &st)) return st;
     }
     float *buf = conv_alloc(c, (size_t)bytes);
     if (!buf) return MMP_ERR_NOMEM;
     for (int64_t e = 0; e < n_exp; e++) {
-        char nm[192];
+        char nm[192], mapped[256];
         snprintf(nm, sizeof nm, fmt, layer, (int)e);
-        const mmp_tensor_info *t = hf_tensor(mf, nm, ne0, ne1, true, &st);
+        const mmp_tensor_info *t = hf_tensor(mf, hf_map(c, nm, mapped, sizeof mapped), ne0, ne1, true, &st);
         if (!t) return st;
         to_f32(t, buf + e * ne0 * ne1);
     }
     int64_t ne[3] = { ne0, ne1, n_exp };
     return add_f32(c, gg_name, 3, ne, buf);
+}
+
+/* The config section the LLM's keys live in: "" for LLM folders, "text_config." for
+ * multimodal ones (LLaVA, Qwen2-Audio). Keys are built as sec + key into a per-call buffer. */
+typedef struct cfg_sec { const mmp_json *j; const char *sec; char buf[160]; } cfg_sec;
+static const char *SK(cfg_sec *s, const char *key) {
+    snprintf(s->buf, sizeof s->buf, "%s%s", s->sec, key);
+    return s->buf;
 }
 
 static enum mmp_status cfg_int(const mmp_json *cfg, const char *key, int64_t *out, int64_t def, bool required) {
@@ -581,44 +602,49 @@ static enum mmp_status cfg_int(const mmp_json *cfg, const char *key, int64_t *ou
     return st;
 }
 
-static enum mmp_status hf_read_hparams(const mmp_json *cfg, const hf_arch *a, hf_hp *hp) {
+static enum mmp_status hf_read_hparams(cfg_sec *cs, const hf_arch *a, hf_hp *hp) {
+    const mmp_json *cfg = cs->j;
     enum mmp_status st;
     memset(hp, 0, sizeof *hp);
-    if ((st = cfg_int(cfg, "hidden_size", &hp->n_embd, 0, true)) ||
-        (st = cfg_int(cfg, "num_hidden_layers", &hp->n_layer, 0, true)) ||
-        (st = cfg_int(cfg, "num_attention_heads", &hp->n_head, 0, true)) ||
-        (st = cfg_int(cfg, "num_key_value_heads", &hp->n_kv, hp->n_head, false)) ||
-        (st = cfg_int(cfg, "intermediate_size", &hp->n_ff, 0, true)) ||
-        (st = cfg_int(cfg, "vocab_size", &hp->n_vocab, 0, true)) ||
-        (st = cfg_int(cfg, "max_position_embeddings", &hp->n_ctx, 2048, false)))
+    if ((st = cfg_int(cfg, SK(cs, "hidden_size"), &hp->n_embd, 0, true)) ||
+        (st = cfg_int(cfg, SK(cs, "num_hidden_layers"), &hp->n_layer, 0, true)) ||
+        (st = cfg_int(cfg, SK(cs, "num_attention_heads"), &hp->n_head, 0, true)) ||
+        (st = cfg_int(cfg, SK(cs, "num_key_value_heads"), &hp->n_kv, hp->n_head, false)) ||
+        (st = cfg_int(cfg, SK(cs, "intermediate_size"), &hp->n_ff, 0, true)) ||
+        (st = cfg_int(cfg, SK(cs, "vocab_size"), &hp->n_vocab, 0, true)) ||
+        (st = cfg_int(cfg, SK(cs, "max_position_embeddings"), &hp->n_ctx, 2048, false)))
         return st;
     if (hp->n_embd < 1 || hp->n_layer < 1 || hp->n_head < 1 || hp->n_kv < 1 || hp->n_vocab < 1 || hp->n_head % hp->n_kv)
         return mmp__error(MMP_ERR_FORMAT, "%s: hidden_size %lld, num_hidden_layers %lld, num_attention_heads %lld, num_key_value_heads %lld, vocab_size %lld do not fit",
                           mmp_json_name(cfg), (long long)hp->n_embd, (long long)hp->n_layer, (long long)hp->n_head,
                           (long long)hp->n_kv, (long long)hp->n_vocab);
-    if ((st = cfg_int(cfg, "head_dim", &hp->head_dim, hp->n_embd / hp->n_head, false))) return st;
+    if ((st = cfg_int(cfg, SK(cs, "head_dim"), &hp->head_dim, hp->n_embd / hp->n_head, false))) return st;
     if (hp->head_dim < 2 || hp->head_dim % 2)
         return mmp__error(MMP_ERR_FORMAT, "%s: head_dim %lld must be even and >= 2", mmp_json_name(cfg), (long long)hp->head_dim);
-    if (mmp_json_get_float(cfg, "rms_norm_eps", &hp->eps)) { mmp_clear_error(); hp->eps = 1e-6; }
-    if (mmp_json_get_float_alt(cfg, &hp->theta, "rope_theta", "rope_parameters.rope_theta", NULL)) { mmp_clear_error(); hp->theta = 10000.0; }
-    if (mmp_json_get_bool(cfg, "tie_word_embeddings", &hp->tied)) { mmp_clear_error(); hp->tied = false; }
-    if (mmp_json_get_bool(cfg, "attention_bias", &hp->attn_bias)) { mmp_clear_error(); hp->attn_bias = false; }
+    if (mmp_json_get_float(cfg, SK(cs, "rms_norm_eps"), &hp->eps)) { mmp_clear_error(); hp->eps = 1e-6; }
+    {
+        char k2[160];
+        snprintf(k2, sizeof k2, "%srope_parameters.rope_theta", cs->sec);
+        if (mmp_json_get_float_alt(cfg, &hp->theta, SK(cs, "rope_theta"), k2, NULL)) { mmp_clear_error(); hp->theta = 10000.0; }
+    }
+    if (mmp_json_get_bool(cfg, SK(cs, "tie_word_embeddings"), &hp->tied)) { mmp_clear_error(); hp->tied = false; }
+    if (mmp_json_get_bool(cfg, SK(cs, "attention_bias"), &hp->attn_bias)) { mmp_clear_error(); hp->attn_bias = false; }
     if (a->qkv_bias) hp->attn_bias = true;
     if (a->moe == 1) {
-        if ((st = cfg_int(cfg, "num_local_experts", &hp->n_expert, 0, true)) ||
-            (st = cfg_int(cfg, "num_experts_per_tok", &hp->n_expert_used, 2, false)))
+        if ((st = cfg_int(cfg, SK(cs, "num_local_experts"), &hp->n_expert, 0, true)) ||
+            (st = cfg_int(cfg, SK(cs, "num_experts_per_tok"), &hp->n_expert_used, 2, false)))
             return st;
         hp->n_ff_exp = hp->n_ff;
     } else if (a->moe == 2) {
-        if ((st = cfg_int(cfg, "num_experts", &hp->n_expert, 0, true)) ||
-            (st = cfg_int(cfg, "num_experts_per_tok", &hp->n_expert_used, 2, false)) ||
-            (st = cfg_int(cfg, "moe_intermediate_size", &hp->n_ff_exp, 0, true)) ||
-            (st = cfg_int(cfg, "shared_expert_intermediate_size", &hp->n_ff_shexp, 0, false)))
+        if ((st = cfg_int(cfg, SK(cs, "num_experts"), &hp->n_expert, 0, true)) ||
+            (st = cfg_int(cfg, SK(cs, "num_experts_per_tok"), &hp->n_expert_used, 2, false)) ||
+            (st = cfg_int(cfg, SK(cs, "moe_intermediate_size"), &hp->n_ff_exp, 0, true)) ||
+            (st = cfg_int(cfg, SK(cs, "shared_expert_intermediate_size"), &hp->n_ff_shexp, 0, false)))
             return st;
         int64_t step = 1;
-        if ((st = cfg_int(cfg, "decoder_sparse_step", &step, 1, false))) return st;
+        if ((st = cfg_int(cfg, SK(cs, "decoder_sparse_step"), &step, 1, false))) return st;
         int64_t n_mlp_only = 0;
-        if (mmp_json_has(cfg, "mlp_only_layers") && !mmp_json_array_len(cfg, "mlp_only_layers", &n_mlp_only) && n_mlp_only > 0)
+        if (mmp_json_has(cfg, SK(cs, "mlp_only_layers")) && !mmp_json_array_len(cfg, cs->buf, &n_mlp_only) && n_mlp_only > 0)
             return mmp__error(MMP_ERR_UNSUPPORTED, "%s: mlp_only_layers is not empty: mixed dense/MoE qwen2_moe models are not supported", mmp_json_name(cfg));
         if (step != 1)
             return mmp__error(MMP_ERR_UNSUPPORTED, "%s: decoder_sparse_step %lld: only 1 (every layer MoE) is supported", mmp_json_name(cfg), (long long)step);
@@ -729,16 +755,52 @@ enum mmp_status mmp_convert_hf_to_gguf(const char *hf_dir, const char *out_path,
     if (!cfg) { st = mmp__error(MMP_ERR_NOT_FOUND, "convert: %s has no config.json", hf_dir); goto done; }
     const char *mt;
     if ((st = mmp_json_get_string(cfg, "model_type", &mt))) goto done;
+    /* multimodal folders (LLaVA, Qwen2-Audio): the LLM part, from text_config and the
+     * language model's tensors (the encoder goes to an mmproj file: mmp_convert_llava_mmproj) */
+    cfg_sec cs = { .j = cfg, .sec = "" };
+    snprintf(c.mpfx, sizeof c.mpfx, "model.");
+    snprintf(c.hpfx, sizeof c.hpfx, "lm_head.");
+    if (mmp_json_kind_of(cfg, "text_config") == MMP_JSON_OBJECT) {
+        const char *outer = mt;
+        if ((st = mmp_json_get_string(cfg, "text_config.model_type", &mt))) {
+            mmp__error_prefix("convert: %s (model_type '%s'): ", mmp_json_name(cfg), outer);
+            goto done;
+        }
+        cs.sec = "text_config.";
+        /* Hub names, newer transformers names, Qwen2-Audio's nesting */
+        static const char *const mp[][2] = {
+            { "language_model.model.", "language_model.lm_head." },
+            { "model.language_model.", "lm_head." },
+            { "language_model.model.model.", "language_model.lm_head." },
+            { "language_model.", "lm_head." },
+        };
+        size_t i = 0;
+        for (; i < sizeof mp / sizeof mp[0]; i++) {
+            char nm[160];
+            snprintf(nm, sizeof nm, "%sembed_tokens.weight", mp[i][0]);
+            if (mmp_modelfile_find(mf, nm)) break;
+        }
+        mmp_clear_error();
+        if (i == sizeof mp / sizeof mp[0]) {
+            st = mmp__error(MMP_ERR_NOT_FOUND, "convert: %s: model_type '%s' but no language model tensors (looked for "
+                            "[language_model.model.|model.language_model.|language_model.]embed_tokens.weight)", hf_dir, outer);
+            goto done;
+        }
+        snprintf(c.mpfx, sizeof c.mpfx, "%s", mp[i][0]);
+        snprintf(c.hpfx, sizeof c.hpfx, "%s", mp[i][1]);
+        conv_log(&c, MMP_LOG_INFO, "%s: model_type '%s': converting its language model (%s, tensors '%s*'); "
+                 "the encoder and projector go to an mmproj file (--mmproj)", hf_dir, outer, mt, c.mpfx);
+    }
     const hf_arch *a = NULL;
     for (size_t i = 0; i < sizeof k_archs / sizeof k_archs[0]; i++)
         if (!strcmp(mt, k_archs[i].model_type)) a = &k_archs[i];
     if (!a) {
-        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert: %s: model_type '%s' is not supported (llama, mistral, mixtral, qwen2, qwen2_moe)",
-                        mmp_json_name(cfg), mt);
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert: %s: %smodel_type '%s' is not supported (llama, mistral, mixtral, qwen2, qwen2_moe)",
+                        mmp_json_name(cfg), cs.sec, mt);
         goto done;
     }
     hf_hp hp;
-    if ((st = hf_read_hparams(cfg, a, &hp))) goto done;
+    if ((st = hf_read_hparams(&cs, a, &hp))) goto done;
     if (!(c.w = mmp_gguf_writer_new())) { st = MMP_ERR_NOMEM; goto done; }
     {
         /* general.name: the folder's base name without trailing slashes */
@@ -751,8 +813,8 @@ enum mmp_status mmp_convert_hf_to_gguf(const char *hf_dir, const char *out_path,
     /* tokenizer, with BOS/EOS checked against config.json */
     {
         int64_t cbos = -1, ceos = -1, tbos = -1, teos = -1, ntok = -1;
-        if (mmp_json_get_int(cfg, "bos_token_id", &cbos)) { mmp_clear_error(); cbos = -1; }
-        if (mmp_json_get_int(cfg, "eos_token_id", &ceos)) { mmp_clear_error(); ceos = -1; }
+        if (mmp_json_get_int(cfg, SK(&cs, "bos_token_id"), &cbos)) { mmp_clear_error(); cbos = -1; }
+        if (mmp_json_get_int(cfg, SK(&cs, "eos_token_id"), &ceos)) { mmp_clear_error(); ceos = -1; }
         if (p.tokenizer_llama2c) {
             if ((st = write_llama2c_tokenizer(&c, p.tokenizer_llama2c, (int32_t)hp.n_vocab))) goto done;
             tbos = 1; teos = 2; ntok = hp.n_vocab;
@@ -793,6 +855,229 @@ enum mmp_status mmp_convert_hf_to_gguf(const char *hf_dir, const char *out_path,
     if (!hp.tied && (st = hf_copy(&c, mf, "lm_head.weight", "output.weight", hp.n_embd, hp.n_vocab, 0, true))) goto done;
     st = mmp_gguf_writer_write(c.w, out_path);
 done:
+    conv_free(&c);
+    mmp_modelfile_free(mf);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* LLaVA vision tower + projector -> llama.cpp mmproj GGUF                                   */
+
+/* One tensor of the tower/projector -> GGUF, shape checked (ggml order, nd entries).
+ * force: the type to write (-1: the converter's rules, pick_type). */
+static enum mmp_status mm_copy(conv *c, const mmp_modelfile *mf, const char *pfx, const char *hf, const char *gg, int nd,
+                               const int64_t *ne, int force, bool required) {
+    char nm[256];
+    snprintf(nm, sizeof nm, "%s%s", pfx, hf);
+    const mmp_tensor_info *t = mmp_modelfile_find(mf, nm);
+    if (!t) {
+        if (!required) { mmp_clear_error(); return MMP_OK; }
+        return mmp__error(MMP_ERR_NOT_FOUND, "convert --mmproj: %s: tensor %s is missing", mmp_modelfile_path(mf), nm);
+    }
+    bool ok = t->n_dims == nd;
+    for (int d = 0; d < nd && ok; d++) ok = t->ne[d] == ne[d];
+    if (!ok) {
+        char got[96] = "", want[96] = "";
+        for (int d = 0; d < t->n_dims && d < 4; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->ne[d]);
+        for (int d = 0; d < nd; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)ne[d]);
+        return mmp__error(MMP_ERR_SHAPE, "convert --mmproj: %s: tensor %s has shape {%s} (ggml order) but config.json implies {%s}",
+                          mmp_modelfile_path(mf), nm, got, want);
+    }
+    if (t->type != MMP_TYPE_F32 && t->type != MMP_TYPE_F16 && t->type != MMP_TYPE_BF16)
+        return mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: tensor %s has dtype %s (only F32, F16, BF16 are converted)",
+                          mmp_modelfile_path(mf), nm, mmp_type_name(t->type));
+    enum mmp_status st = MMP_OK;
+    const float *d = hf_data(c, t, 0, &st);
+    if (!d) return st;
+    if (force < 0) return add_f32(c, gg, nd, ne, d);
+    if (force == (int)MMP_TYPE_F32 || c->p->out_type == MMP_TYPE_F32) {
+        st = mmp_gguf_writer_add_tensor(c->w, gg, MMP_TYPE_F32, nd, ne, d);
+        if (st) mmp__error_prefix("convert --mmproj: %s: ", c->src);
+        return st;
+    }
+    /* forced F16 (the patch embedding: ggml's conv2d reads F16/F32 kernels only) */
+    int64_t n = 1;
+    for (int k = 0; k < nd; k++) n *= ne[k];
+    uint16_t *h = conv_alloc(c, (size_t)n * sizeof *h);
+    if (!h) return MMP_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++) h[i] = mmp_fp32_to_fp16(d[i]);
+    st = mmp_gguf_writer_add_tensor(c->w, gg, MMP_TYPE_F16, nd, ne, h);
+    if (st) mmp__error_prefix("convert --mmproj: %s: ", c->src);
+    return st;
+}
+
+enum mmp_status mmp_convert_llava_mmproj(const char *hf_dir, const char *out_path, const mmp_convert_params *params) {
+    mmp_convert_params p = params ? *params : mmp_convert_params_default();
+    if (!hf_dir || !out_path) return mmp__error(MMP_ERR_INVALID_ARG, "convert --mmproj: NULL path");
+    if (!mmp_convert_type_ok(p.out_type))
+        return mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: output type %s is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)",
+                          mmp_type_name(p.out_type));
+    mmp_modelfile *mf = mmp_modelfile_open(hf_dir);
+    if (!mf) return MMP_ERR_IO;
+    conv c = { .p = &p, .src = hf_dir };
+    mmp_vit *vit = NULL;
+    enum mmp_status st = MMP_OK;
+    const mmp_json *cfg = mmp_modelfile_config(mf);
+    const char *mt = NULL;
+    if (!cfg) { st = mmp__error(MMP_ERR_NOT_FOUND, "convert --mmproj: %s has no config.json", hf_dir); goto done; }
+    if (mmp_json_get_string(cfg, "model_type", &mt) || strcmp(mt, "llava")) {
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: model_type '%s' is not a LLaVA model (want \"llava\": "
+                        "LlavaForConditionalGeneration with a CLIP/SigLIP vision_config and a multi_modal_projector)",
+                        mmp_json_name(cfg), mt ? mt : "(none)");
+        goto done;
+    }
+    /* The tower: hyper-parameters and image processor through the encoder's own loader (it
+     * checks every tensor's shape), then copied tensor by tensor under mmproj names. */
+    if (!(vit = mmp_vit_load(hf_dir))) { st = MMP_ERR_FORMAT; mmp__error_prefix("convert --mmproj: "); goto done; }
+    const mmp_vit_hparams *vh = mmp_vit_get_hparams(vit);
+    const mmp_preproc *pre = mmp_vit_get_preproc(vit);
+    /* feature layer: HF hidden_states index; llama.cpp's LLaVA files hold the layers up to it
+     * (block_count) and always drop the class token (strategy "default") */
+    int64_t fl = -2;
+    if (mmp_json_has(cfg, "vision_feature_layer") &&
+        (mmp_json_kind_of(cfg, "vision_feature_layer") != MMP_JSON_NUMBER || mmp_json_get_int(cfg, "vision_feature_layer", &fl))) {
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: vision_feature_layer must be a single layer index", mmp_json_name(cfg));
+        goto done;
+    }
+    int64_t n_keep = fl < 0 ? vh->n_layer + 1 + fl : fl;
+    if (n_keep < 1 || n_keep > vh->n_layer) {
+        st = mmp__error(MMP_ERR_FORMAT, "convert --mmproj: %s: vision_feature_layer %lld does not pick one of the %d layers' outputs",
+                        mmp_json_name(cfg), (long long)fl, (int)vh->n_layer);
+        goto done;
+    }
+    const char *strat = "default";
+    if (mmp_json_has(cfg, "vision_feature_select_strategy") && mmp_json_get_string(cfg, "vision_feature_select_strategy", &strat)) {
+        st = MMP_ERR_FORMAT;
+        goto done;
+    }
+    if (strcmp(strat, "default") || vh->arch != MMP_VIT_CLIP) {
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: vision_feature_select_strategy '%s' with a %s tower: llama.cpp's "
+                        "\"mlp\" projector type always drops the class token of a CLIP tower", mmp_json_name(cfg), strat,
+                        vh->arch == MMP_VIT_CLIP ? "CLIP" : "SigLIP");
+        goto done;
+    }
+    const char *act = "gelu";
+    if (mmp_json_has(cfg, "projector_hidden_act") && mmp_json_get_string(cfg, "projector_hidden_act", &act)) { st = MMP_ERR_FORMAT; goto done; }
+    if (strcmp(act, "gelu")) {
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: projector_hidden_act '%s': the mmproj \"mlp\" projector is GELU",
+                        mmp_json_name(cfg), act);
+        goto done;
+    }
+    const char *vact = "quick_gelu";
+    if (mmp_json_has(cfg, "vision_config.hidden_act") && mmp_json_get_string(cfg, "vision_config.hidden_act", &vact)) { st = MMP_ERR_FORMAT; goto done; }
+    if (strcmp(vact, "quick_gelu") && strcmp(vact, "gelu")) {
+        st = mmp__error(MMP_ERR_UNSUPPORTED, "convert --mmproj: %s: vision_config.hidden_act '%s' (an mmproj CLIP tower is quick_gelu or gelu)",
+                        mmp_json_name(cfg), vact);
+        goto done;
+    }
+    /* tensor prefixes: Hub names and newer transformers names */
+    static const char *const vpfx[] = { "vision_tower.vision_model.", "model.vision_tower.vision_model.", "vision_tower.", "model.vision_tower.", NULL };
+    static const char *const ppfx[] = { "multi_modal_projector.", "model.multi_modal_projector.", NULL };
+    const char *vp = NULL, *pp = NULL;
+    for (int i = 0; vpfx[i] && !vp; i++) {
+        char nm[160];
+        snprintf(nm, sizeof nm, "%sembeddings.patch_embedding.weight", vpfx[i]);
+        if (mmp_modelfile_find(mf, nm)) vp = vpfx[i];
+    }
+    for (int i = 0; ppfx[i] && !pp; i++) {
+        char nm[160];
+        snprintf(nm, sizeof nm, "%slinear_1.weight", ppfx[i]);
+        if (mmp_modelfile_find(mf, nm)) pp = ppfx[i];
+    }
+    mmp_clear_error();
+    if (!vp || !pp) {
+        st = mmp__error(MMP_ERR_NOT_FOUND, "convert --mmproj: %s: no %s (looked for '%s')", hf_dir, vp ? "projector" : "vision tower",
+                        vp ? "[model.]multi_modal_projector.linear_1.weight" : "[model.]vision_tower.[vision_model.]embeddings.patch_embedding.weight");
+        goto done;
+    }
+    int64_t n_text = 0;
+    {
+        char nm[160];
+        snprintf(nm, sizeof nm, "%slinear_2.weight", pp);
+        const mmp_tensor_info *t2 = mmp_modelfile_find(mf, nm);
+        if (!t2 || t2->n_dims != 2) {
+            st = mmp__error(MMP_ERR_NOT_FOUND, "convert --mmproj: %s: tensor %s is missing or not 2-D (the LLaVA MLP has two layers)", hf_dir, nm);
+            goto done;
+        }
+        n_text = t2->ne[1];
+    }
+    if (!(c.w = mmp_gguf_writer_new())) { st = MMP_ERR_NOMEM; goto done; }
+    {
+        char nm[256];
+        snprintf(nm, sizeof nm, "%s", hf_dir);
+        size_t n = strlen(nm);
+        while (n > 1 && nm[n - 1] == '/') nm[--n] = '\0';
+        float mean[3], sd[3];
+        for (int k = 0; k < 3; k++) { mean[k] = pre->mean[k]; sd[k] = pre->std[k]; }
+        const int64_t d = vh->n_embd;
+        if ((st = mmp_gguf_writer_add_str(c.w, "general.architecture", "clip")) ||
+            (st = mmp_gguf_writer_add_str(c.w, "general.name", p.name ? p.name : base_name(nm))) ||
+            (st = mmp_gguf_writer_add_str(c.w, "general.description", "image encoder for LLaVA")) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "general.file_type", file_type_of(p.out_type))) ||
+            (st = mmp_gguf_writer_add_bool(c.w, "clip.has_text_encoder", false)) ||
+            (st = mmp_gguf_writer_add_bool(c.w, "clip.has_vision_encoder", true)) ||
+            (st = mmp_gguf_writer_add_bool(c.w, "clip.has_llava_projector", true)) ||
+            (st = mmp_gguf_writer_add_str(c.w, "clip.projector_type", "mlp")) ||
+            (st = mmp_gguf_writer_add_bool(c.w, "clip.use_gelu", !strcmp(vact, "gelu"))) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.image_size", (uint32_t)vh->image_size)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.patch_size", (uint32_t)vh->patch_size)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.embedding_length", (uint32_t)d)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.feed_forward_length", (uint32_t)vh->n_ff)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.projection_dim", (uint32_t)n_text)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.attention.head_count", (uint32_t)vh->n_head)) ||
+            (st = mmp_gguf_writer_add_f32(c.w, "clip.vision.attention.layer_norm_epsilon", vh->eps)) ||
+            (st = mmp_gguf_writer_add_u32(c.w, "clip.vision.block_count", (uint32_t)n_keep)) ||
+            (st = mmp_gguf_writer_add_arr(c.w, "clip.vision.image_mean", MMP_GGUF_F32, mean, 3)) ||
+            (st = mmp_gguf_writer_add_arr(c.w, "clip.vision.image_std", MMP_GGUF_F32, sd, 3)))
+            goto done;
+        /* embeddings: the patch kernel F16 at most (ggml's conv2d), the rest F32 */
+        const int64_t pw[4] = { vh->patch_size, vh->patch_size, 3, d }, vd[1] = { d }, pos[2] = { d, vh->n_pos };
+        int pk = p.out_type == MMP_TYPE_F32 ? (int)MMP_TYPE_F32 : (int)MMP_TYPE_F16;
+        if ((st = mm_copy(&c, mf, vp, "embeddings.patch_embedding.weight", "v.patch_embd.weight", 4, pw, pk, true)) ||
+            (st = mm_copy(&c, mf, vp, "embeddings.class_embedding", "v.class_embd", 1, vd, MMP_TYPE_F32, true)) ||
+            (st = mm_copy(&c, mf, vp, "embeddings.position_embedding.weight", "v.position_embd.weight", 2, pos, MMP_TYPE_F32, true)) ||
+            (st = mm_copy(&c, mf, vp, "pre_layrnorm.weight", "v.pre_ln.weight", 1, vd, -1, false)) ||
+            (st = mm_copy(&c, mf, vp, "pre_layrnorm.bias", "v.pre_ln.bias", 1, vd, -1, false)))
+            goto done;
+        /* layers up to the feature layer; post_layernorm is not applied to hidden_states[i] */
+        const int64_t F = vh->n_ff, mdd[2] = { d, d }, mdf[2] = { d, F }, mfd[2] = { F, d }, vf[1] = { F };
+        static const struct { const char *hf, *gg; int shape; } L[] = {
+            { "layer_norm1.weight", "ln1.weight", 0 }, { "layer_norm1.bias", "ln1.bias", 0 },
+            { "self_attn.q_proj.weight", "attn_q.weight", 1 }, { "self_attn.q_proj.bias", "attn_q.bias", 0 },
+            { "self_attn.k_proj.weight", "attn_k.weight", 1 }, { "self_attn.k_proj.bias", "attn_k.bias", 0 },
+            { "self_attn.v_proj.weight", "attn_v.weight", 1 }, { "self_attn.v_proj.bias", "attn_v.bias", 0 },
+            { "self_attn.out_proj.weight", "attn_out.weight", 1 }, { "self_attn.out_proj.bias", "attn_out.bias", 0 },
+            { "layer_norm2.weight", "ln2.weight", 0 }, { "layer_norm2.bias", "ln2.bias", 0 },
+            /* fc1 [F, d] is ffn_up, fc2 [d, F] ffn_down (convert_hf_to_gguf.py's names; the legacy
+             * converter swapped them and clip.cpp tells the two apart by shape) */
+            { "mlp.fc1.weight", "ffn_up.weight", 2 }, { "mlp.fc1.bias", "ffn_up.bias", 3 },
+            { "mlp.fc2.weight", "ffn_down.weight", 4 }, { "mlp.fc2.bias", "ffn_down.bias", 0 },
+        };
+        const int64_t *shapes[5] = { vd, mdd, mdf, vf, mfd };
+        const int dims[5] = { 1, 2, 2, 1, 2 };
+        for (int64_t l = 0; l < n_keep; l++)
+            for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+                char hn[128], gn[96];
+                snprintf(hn, sizeof hn, "encoder.layers.%lld.%s", (long long)l, L[i].hf);
+                snprintf(gn, sizeof gn, "v.blk.%lld.%s", (long long)l, L[i].gg);
+                if ((st = mm_copy(&c, mf, vp, hn, gn, dims[L[i].shape], shapes[L[i].shape], -1, true))) goto done;
+            }
+        if (n_keep < vh->n_layer)
+            conv_log(&c, MMP_LOG_INFO, "vision tower: %lld of %d layers written (vision_feature_layer %lld), post_layernorm dropped",
+                     (long long)n_keep, (int)vh->n_layer, (long long)fl);
+        /* projector: linear_1 -> mm.0, GELU, linear_2 -> mm.2 */
+        const int64_t w1[2] = { d, n_text }, w2[2] = { n_text, n_text }, bt[1] = { n_text };
+        if ((st = mm_copy(&c, mf, pp, "linear_1.weight", "mm.0.weight", 2, w1, -1, true)) ||
+            (st = mm_copy(&c, mf, pp, "linear_1.bias", "mm.0.bias", 1, bt, -1, false)) ||
+            (st = mm_copy(&c, mf, pp, "linear_2.weight", "mm.2.weight", 2, w2, -1, true)) ||
+            (st = mm_copy(&c, mf, pp, "linear_2.bias", "mm.2.bias", 1, bt, -1, false)))
+            goto done;
+    }
+    st = mmp_gguf_writer_write(c.w, out_path);
+done:
+    mmp_vit_free(vit);
     conv_free(&c);
     mmp_modelfile_free(mf);
     return st;

@@ -12,10 +12,11 @@
  *
  * Tensor names (prefix found from the file): "model.encoder." (WhisperModel /
  * WhisperForConditionalGeneration), "audio_tower." (Qwen2-Audio, Ultravox, Voxtral), "encoder."
- * and "" (WhisperEncoder.save_pretrained). */
+ * and "" (WhisperEncoder.save_pretrained); or a llama.cpp mmproj GGUF ("a.*": see load_gguf). */
 #include "mmpipe/audio.h"
 #include "mmpipe/backend.h"
 #include "mmpipe/graph.h"
+#include "mmpipe/gguf.h"
 #include "../core/util.h"
 
 #include <math.h>
@@ -170,9 +171,124 @@ static bool has_tensor(const mmp_modelfile *mf, const char *name) {
     return h;
 }
 
+/* llama.cpp mmproj GGUF with an audio encoder (clip.cpp / convert_hf_to_gguf.py names):
+ *   a.conv1d.1.{weight,bias} (conv1; the bias stored [D, 1]: ne {1, D}), a.conv1d.2.* (conv2),
+ *   a.position_embd.weight, a.blk.N.{ln1 (self_attn_layer_norm), attn_q, attn_k (no bias),
+ *   attn_v, attn_out, ln2 (final_layer_norm), ffn_up (fc1), ffn_down (fc2)}.*, a.post_ln.*
+ *   keys clip.audio.{embedding_length, feed_forward_length, block_count, attention.head_count,
+ *   attention.layer_norm_epsilon, num_mel_bins}; clip.projector_type names the projector:
+ *   "qwen2a" / "voxtral" pool 2 over time before a.post_ln (clip.cpp audio_has_avgpool),
+ *   "ultravox" does not. */
+enum mmp_status mmp__audio_gguf_proj_type(const mmp_modelfile *mf, enum mmp_audio_proj_type *type);
+enum mmp_status mmp__audio_gguf_proj_type(const mmp_modelfile *mf, enum mmp_audio_proj_type *type) {
+    const mmp_gguf *g = mmp_modelfile_gguf(mf);
+    const char *pt = NULL;
+    if (!g) return mmp__error(MMP_ERR_INVALID_ARG, "%s: not a GGUF file", mmp_modelfile_path(mf));
+    if (mmp_gguf_get_str(g, "clip.projector_type", &pt) != MMP_OK) {
+        mmp__error_prefix("%s: audio mmproj: ", mmp_modelfile_path(mf));
+        return MMP_ERR_FORMAT;
+    }
+    if (!strcmp(pt, "qwen2a")) *type = MMP_AUDIO_PROJ_QWEN2_AUDIO;
+    else if (!strcmp(pt, "ultravox")) *type = MMP_AUDIO_PROJ_ULTRAVOX;
+    else if (!strcmp(pt, "voxtral")) *type = MMP_AUDIO_PROJ_VOXTRAL;
+    else return mmp__error(MMP_ERR_UNSUPPORTED, "%s: clip.projector_type '%s' is not an audio projector this library runs "
+                           "(qwen2a, ultravox, voxtral)", mmp_modelfile_path(mf), pt);
+    return MMP_OK;
+}
+
+static enum mmp_status load_gguf(mmp_whisper *w) {
+    const mmp_modelfile *mf = w->mf;
+    const mmp_gguf *g = mmp_modelfile_gguf(mf);
+    const char *path = mmp_modelfile_path(mf);
+    mmp_whisper_hparams *hp = &w->hp;
+    enum mmp_audio_proj_type pt;
+    enum mmp_status st;
+    if ((st = mmp__audio_gguf_proj_type(mf, &pt)) != MMP_OK) return st;
+    struct { const char *key; int *out; uint32_t lo, hi; } K[] = {
+        {"clip.audio.embedding_length", &hp->d_model, 1, 65536},
+        {"clip.audio.feed_forward_length", &hp->d_ffn, 1, 1u << 20},
+        {"clip.audio.block_count", &hp->n_layers, 1, 4096},
+        {"clip.audio.attention.head_count", &hp->n_heads, 1, 4096},
+        {"clip.audio.num_mel_bins", &hp->n_mels, 1, 4096},
+    };
+    for (size_t i = 0; i < sizeof K / sizeof K[0]; i++) {
+        uint32_t u;
+        if ((st = mmp_gguf_get_u32(g, K[i].key, &u)) != MMP_OK) return st;
+        if (u < K[i].lo || u > K[i].hi)
+            return mmp__error(MMP_ERR_FORMAT, "%s: '%s' = %u is out of range [%u, %u]", path, K[i].key, u, K[i].lo, K[i].hi);
+        *K[i].out = (int)u;
+    }
+    if (hp->d_model % hp->n_heads)
+        return mmp__error(MMP_ERR_FORMAT, "%s: clip.audio.attention.head_count %d does not divide embedding_length %d", path,
+                          hp->n_heads, hp->d_model);
+    hp->eps = 1e-5f;
+    if (mmp_gguf_has(g, "clip.audio.attention.layer_norm_epsilon") &&
+        (st = mmp_gguf_get_f32(g, "clip.audio.attention.layer_norm_epsilon", &hp->eps)) != MMP_OK)
+        return st;
+    if (!(hp->eps > 0 && hp->eps < 1))
+        return mmp__error(MMP_ERR_FORMAT, "%s: clip.audio.attention.layer_norm_epsilon = %g", path, (double)hp->eps);
+    hp->avg_pool = pt == MMP_AUDIO_PROJ_QWEN2_AUDIO || pt == MMP_AUDIO_PROJ_VOXTRAL;
+    const int64_t D = hp->d_model, F = hp->d_ffn, M = hp->n_mels;
+    char nm[128];
+#define BIND(dst, nd, required, f32, ...) do { \
+        int64_t ne_[4] = {__VA_ARGS__}; \
+        if ((st = mmp__audio_bind(mf, &w->own, &(dst), nm, nd, ne_, required, f32)) != MMP_OK) return st; \
+    } while (0)
+#define NAME(...) snprintf(nm, sizeof nm, __VA_ARGS__)
+    NAME("a.conv1d.1.weight"); BIND(w->conv1_w, 3, true, false, 3, M, D);
+    NAME("a.conv1d.2.weight"); BIND(w->conv2_w, 3, true, false, 3, D, D);
+    for (int k = 0; k < 2; k++) {
+        const mmp__audio_w *cw = k ? &w->conv2_w : &w->conv1_w;
+        if (cw->type != MMP_TYPE_F32 && cw->type != MMP_TYPE_F16)
+            return mmp__error(MMP_ERR_UNSUPPORTED, "%s: a.conv1d.%d.weight has type %s (conv1d takes f32 or f16)", path, k + 1,
+                              mmp_type_name(cw->type));
+        /* the bias as [1, D] (what the add wants); llama.cpp's converter stores it so, a 1-D
+         * [D] is taken too */
+        mmp__audio_w *b = k ? &w->conv2_b : &w->conv1_b;
+        NAME("a.conv1d.%d.bias", k + 1);
+        const mmp_tensor_info *ti = mmp_modelfile_find(mf, nm);
+        if (ti && ti->n_dims == 1) BIND(*b, 1, true, true, D);
+        else BIND(*b, 2, true, true, 1, D);
+        b->n_dims = 2; b->ne[0] = 1; b->ne[1] = D;
+    }
+    NAME("a.position_embd.weight"); BIND(w->pos, 2, true, true, D, 0);
+    hp->n_positions = (int)w->pos.ne[1];
+    NAME("a.post_ln.weight"); BIND(w->ln_w, 1, true, true, D);
+    NAME("a.post_ln.bias"); BIND(w->ln_b, 1, true, true, D);
+    w->layers = mmp__calloc((size_t)hp->n_layers, sizeof *w->layers);
+    if (!w->layers) return MMP_ERR_NOMEM;
+    for (int i = 0; i < hp->n_layers; i++) {
+        wlayer *L = &w->layers[i];
+        NAME("a.blk.%d.ln1.weight", i); BIND(L->ln1_w, 1, true, true, D);
+        NAME("a.blk.%d.ln1.bias", i); BIND(L->ln1_b, 1, true, true, D);
+        NAME("a.blk.%d.attn_q.weight", i); BIND(L->q_w, 2, true, false, D, D);
+        NAME("a.blk.%d.attn_q.bias", i); BIND(L->q_b, 1, true, true, D);
+        NAME("a.blk.%d.attn_k.weight", i); BIND(L->k_w, 2, true, false, D, D);
+        NAME("a.blk.%d.attn_k.bias", i); BIND(L->k_b, 1, false, true, D);
+        NAME("a.blk.%d.attn_v.weight", i); BIND(L->v_w, 2, true, false, D, D);
+        NAME("a.blk.%d.attn_v.bias", i); BIND(L->v_b, 1, true, true, D);
+        NAME("a.blk.%d.attn_out.weight", i); BIND(L->o_w, 2, true, false, D, D);
+        NAME("a.blk.%d.attn_out.bias", i); BIND(L->o_b, 1, true, true, D);
+        NAME("a.blk.%d.ln2.weight", i); BIND(L->ln2_w, 1, true, true, D);
+        NAME("a.blk.%d.ln2.bias", i); BIND(L->ln2_b, 1, true, true, D);
+        NAME("a.blk.%d.ffn_up.weight", i); BIND(L->fc1_w, 2, true, false, D, F);
+        NAME("a.blk.%d.ffn_up.bias", i); BIND(L->fc1_b, 1, true, true, F);
+        NAME("a.blk.%d.ffn_down.weight", i); BIND(L->fc2_w, 2, true, false, F, D);
+        NAME("a.blk.%d.ffn_down.bias", i); BIND(L->fc2_b, 1, true, true, D);
+    }
+#undef BIND
+#undef NAME
+    return MMP_OK;
+}
+
 static enum mmp_status load(mmp_whisper *w) {
     const mmp_modelfile *mf = w->mf;
     const char *path = mmp_modelfile_path(mf);
+    if (mmp_modelfile_gguf(mf)) {
+        if (!has_tensor(mf, "a.conv1d.1.weight"))
+            return mmp__error(MMP_ERR_NOT_FOUND, "%s: no audio encoder in this GGUF file (no 'a.conv1d.1.weight')", path);
+        return load_gguf(w);
+    }
     static const char *const prefixes[] = {"model.encoder.", "audio_tower.", "encoder.", "", NULL};
     const char *pre = NULL;
     char nm[256];

@@ -15,6 +15,7 @@
 #include "mmpipe/audio.h"
 #include "mmpipe/backend.h"
 #include "mmpipe/graph.h"
+#include "mmpipe/gguf.h"
 #include "../core/util.h"
 
 #include <math.h>
@@ -67,10 +68,69 @@ static enum mmp_status bind(mmp_audio_proj *p, mmp__audio_w *w, const char *name
     return mmp__audio_bind(p->mf, &p->own, w, name, n_dims, ne, required, f32);
 }
 
+/* llama.cpp mmproj GGUF: the projector named by clip.projector_type (it overrides the type
+ * the caller asked for: the file says what it holds), tensors
+ *   qwen2a:   mm.a.fc.{weight,bias}
+ *   ultravox: mm.a.norm_pre.weight, mm.a.mlp.1.weight, mm.a.norm_mid.weight, mm.a.mlp.2.weight
+ *   voxtral:  mm.a.mlp.1.weight [+bias], mm.a.mlp.2.weight [+bias]
+ * stack factor from clip.audio.projector.stack_factor (ultravox 8, voxtral 4 by default). */
+enum mmp_status mmp__audio_gguf_proj_type(const mmp_modelfile *mf, enum mmp_audio_proj_type *type);
+
+static enum mmp_status load_gguf(mmp_audio_proj *p) {
+    const char *path = mmp_modelfile_path(p->mf);
+    const mmp_gguf *g = mmp_modelfile_gguf(p->mf);
+    enum mmp_status st;
+    if ((st = mmp__audio_gguf_proj_type(p->mf, &p->type)) != MMP_OK) return st;
+    p->eps = 1e-6f;
+    p->stack = p->type == MMP_AUDIO_PROJ_ULTRAVOX ? 8 : p->type == MMP_AUDIO_PROJ_VOXTRAL ? 4 : 1;
+    if (p->type != MMP_AUDIO_PROJ_QWEN2_AUDIO && mmp_gguf_has(g, "clip.audio.projector.stack_factor")) {
+        uint32_t sf;
+        if ((st = mmp_gguf_get_u32(g, "clip.audio.projector.stack_factor", &sf)) != MMP_OK) return st;
+        if (sf < 1 || sf > 64)
+            return mmp__error(MMP_ERR_FORMAT, "%s: clip.audio.projector.stack_factor = %u (1..64)", path, sf);
+        p->stack = (int)sf;
+    }
+    switch (p->type) {
+    case MMP_AUDIO_PROJ_QWEN2_AUDIO:
+        if ((st = bind(p, &p->l1_w, "mm.a.fc.weight", 2, 0, 0, true, false)) != MMP_OK) return st;
+        p->n_in = (int)p->l1_w.ne[0];
+        p->n_embd = (int)p->l1_w.ne[1];
+        return bind(p, &p->l1_b, "mm.a.fc.bias", 1, p->n_embd, 0, false, true);
+    case MMP_AUDIO_PROJ_ULTRAVOX: {
+        if ((st = bind(p, &p->ln_pre, "mm.a.norm_pre.weight", 1, 0, 0, true, true)) != MMP_OK) return st;
+        int64_t in = p->ln_pre.ne[0];
+        if (in % p->stack) return mmp__error(MMP_ERR_SHAPE, "%s: mm.a.norm_pre has %lld weights, not a multiple of the stack factor %d",
+                                             path, (long long)in, p->stack);
+        p->n_in = (int)(in / p->stack);
+        if ((st = bind(p, &p->l1_w, "mm.a.mlp.1.weight", 2, in, 0, true, false)) != MMP_OK) return st;
+        int64_t h2 = p->l1_w.ne[1];
+        if (h2 % 2) return mmp__error(MMP_ERR_SHAPE, "%s: mm.a.mlp.1 gives %lld values, SwiGLU needs an even count", path, (long long)h2);
+        if ((st = bind(p, &p->ln_mid, "mm.a.norm_mid.weight", 1, h2 / 2, 0, true, true)) != MMP_OK) return st;
+        if ((st = bind(p, &p->l2_w, "mm.a.mlp.2.weight", 2, h2 / 2, 0, true, false)) != MMP_OK) return st;
+        p->n_embd = (int)p->l2_w.ne[1];
+        return MMP_OK;
+    }
+    case MMP_AUDIO_PROJ_VOXTRAL: {
+        if ((st = bind(p, &p->l1_w, "mm.a.mlp.1.weight", 2, 0, 0, true, false)) != MMP_OK) return st;
+        int64_t in = p->l1_w.ne[0], mid = p->l1_w.ne[1];
+        if (in % p->stack) return mmp__error(MMP_ERR_SHAPE, "%s: mm.a.mlp.1 takes %lld values, not a multiple of the stack factor %d",
+                                             path, (long long)in, p->stack);
+        p->n_in = (int)(in / p->stack);
+        if ((st = bind(p, &p->l1_b, "mm.a.mlp.1.bias", 1, mid, 0, false, true)) != MMP_OK) return st;
+        if ((st = bind(p, &p->l2_w, "mm.a.mlp.2.weight", 2, mid, 0, true, false)) != MMP_OK) return st;
+        p->n_embd = (int)p->l2_w.ne[1];
+        return bind(p, &p->l2_b, "mm.a.mlp.2.bias", 1, p->n_embd, 0, false, true);
+    }
+    default:
+        return mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown projector type %d", path, (int)p->type);
+    }
+}
+
 static enum mmp_status load(mmp_audio_proj *p) {
     const char *path = mmp_modelfile_path(p->mf);
     const mmp_json *cfg = mmp_modelfile_config(p->mf);
     enum mmp_status st;
+    if (mmp_modelfile_gguf(p->mf)) return load_gguf(p);
     p->eps = 1e-6f;
     switch (p->type) {
     case MMP_AUDIO_PROJ_QWEN2_AUDIO:

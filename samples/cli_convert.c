@@ -7,6 +7,7 @@
 static void convert_usage(FILE *f) {
     fprintf(f,
         "usage: mmpipe convert HF_FOLDER OUT.gguf [--type TYPE] [--tokenizer TOK.bin | --vocab FILE.gguf]\n"
+        "       mmpipe convert LLAVA_FOLDER [OUT.gguf] --mmproj OUT-mmproj.gguf [--type TYPE]\n"
         "       mmpipe convert --llama2c MODEL.bin --tokenizer TOK.bin OUT.gguf [--type TYPE]\n"
         "\n"
         "Write a GGUF file (the llama.cpp format) that `mmpipe run` and llama.cpp can load.\n"
@@ -16,6 +17,9 @@ static void convert_usage(FILE *f) {
         "llama.cpp's; for llama/mistral/mixtral the q/k weights are reordered for llama.cpp's\n"
         "RoPE exactly as llama.cpp's convert_hf_to_gguf.py does.\n"
         "From a llama2.c checkpoint (karpathy/llama2.c `run.c` format) and its tokenizer.bin.\n"
+        "From a LLaVA folder (LlavaForConditionalGeneration): --mmproj writes the vision tower (cut\n"
+        "after vision_feature_layer) and the MLP projector as a llama.cpp mmproj GGUF; OUT.gguf, when\n"
+        "given, gets the language model. Other multimodal folders (text_config) convert their LLM.\n"
         "\n"
         "options:\n"
         "  --type TYPE        weight type: f32 (default), f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1.\n"
@@ -24,13 +28,15 @@ static void convert_usage(FILE *f) {
         "  --tokenizer FILE   a llama2.c tokenizer.bin to embed as the GGUF tokenizer\n"
         "  --vocab FILE.gguf  copy the tokenizer.* keys of another GGUF file (HF folders only)\n"
         "  --llama2c FILE     convert this llama2.c checkpoint instead of an HF folder\n"
+        "  --mmproj FILE      LLaVA folders: write the vision tower + projector to this mmproj GGUF\n"
         "  --name NAME        general.name (default: the input's name)\n"
         "  -q, --quiet        no notes on stderr\n"
         "  -h, --help         this help\n"
         "\n"
         "examples:\n"
         "  mmpipe convert --llama2c stories260K.bin --tokenizer tok512.bin stories260K.gguf\n"
-        "  mmpipe convert ./Mistral-7B-v0.1 mistral-q8_0.gguf --type q8_0 --vocab mistral-vocab.gguf\n");
+        "  mmpipe convert ./Mistral-7B-v0.1 mistral-q8_0.gguf --type q8_0 --vocab mistral-vocab.gguf\n"
+        "  mmpipe convert ./llava-1.5-7b-hf llava-f16.gguf --mmproj mmproj-llava-f16.gguf --type f16\n");
 }
 
 static void log_note(enum mmp_log_level lv, const char *msg, void *user) {
@@ -40,7 +46,7 @@ static void log_note(enum mmp_log_level lv, const char *msg, void *user) {
 
 int mmp_cli_convert(int argc, char **argv) {
     mmp_convert_params p = mmp_convert_params_default();
-    const char *llama2c = NULL, *pos[2] = { NULL, NULL };
+    const char *llama2c = NULL, *mmproj = NULL, *pos[2] = { NULL, NULL };
     int n_pos = 0;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -58,6 +64,7 @@ int mmp_cli_convert(int argc, char **argv) {
         } else if (!strcmp(a, "--tokenizer")) { if (!has) goto missing; p.tokenizer_llama2c = argv[++i]; }
         else if (!strcmp(a, "--vocab")) { if (!has) goto missing; p.vocab_gguf = argv[++i]; }
         else if (!strcmp(a, "--llama2c")) { if (!has) goto missing; llama2c = argv[++i]; }
+        else if (!strcmp(a, "--mmproj")) { if (!has) goto missing; mmproj = argv[++i]; }
         else if (!strcmp(a, "--name")) { if (!has) goto missing; p.name = argv[++i]; }
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
         else if (a[0] == '-' && a[1]) { fprintf(stderr, "mmpipe convert: unknown option '%s' (see 'mmpipe convert --help')\n", a); return 2; }
@@ -71,6 +78,14 @@ int mmp_cli_convert(int argc, char **argv) {
     if (!quiet) p.log = log_note;
     enum mmp_status st;
     const char *out;
+    if (mmproj) {
+        if (llama2c) { fprintf(stderr, "mmpipe convert: --mmproj is for LLaVA folders, not --llama2c\n"); return 2; }
+        if (n_pos < 1) { convert_usage(stderr); return 2; }
+        /* the mmproj first: it refuses a folder that is not LLaVA before the LLM is written */
+        if (mmp_convert_llava_mmproj(pos[0], mmproj, &p)) return mmp_cli_fail("convert", NULL);
+        if (!quiet) fprintf(stderr, "mmpipe convert: wrote %s (mmproj, %s)\n", mmproj, mmp_type_name(p.out_type));
+        if (n_pos == 1) return 0;
+    }
     if (llama2c) {
         if (n_pos != 1) { fprintf(stderr, "mmpipe convert: --llama2c needs exactly one output file (see --help)\n"); return 2; }
         if (p.vocab_gguf) { fprintf(stderr, "mmpipe convert: --vocab is for HF folders; use --tokenizer with --llama2c\n"); return 2; }

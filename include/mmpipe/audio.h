@@ -121,7 +121,9 @@ typedef struct mmp_whisper_hparams {
 } mmp_whisper_hparams;
 
 /* Load the encoder from an HF Whisper folder/file (`model.encoder.*`), an encoder-only save
- * (no prefix), or a Qwen2-Audio / Ultravox / Voxtral folder (`audio_tower.*`). Hyper-parameters
+ * (no prefix), a Qwen2-Audio / Ultravox / Voxtral folder (`audio_tower.*`), or a llama.cpp
+ * mmproj GGUF with an audio encoder (`a.*` tensors, `clip.audio.*` keys; the avg-pool of
+ * projector types "qwen2a" and "voxtral" as llama.cpp's clip.cpp applies it). Hyper-parameters
  * come from config.json (`audio_config` for multimodal configs) or, without one, from the
  * tensor shapes (n_heads then defaults to d_model / 64). The modelfile is opened and owned. */
 MMP_API mmp_whisper *mmp_whisper_load(const char *path);
@@ -155,7 +157,10 @@ enum mmp_audio_proj_type {
 typedef struct mmp_audio_proj mmp_audio_proj;
 
 /* Load from a folder/file holding `multi_modal_projector.*` tensors. The stack factor comes
- * from config.json (`stack_factor`, Ultravox) or the weight shapes. */
+ * from config.json (`stack_factor`, Ultravox) or the weight shapes.
+ * A llama.cpp mmproj GGUF (`mm.a.*` tensors) is also taken: there clip.projector_type
+ * ("qwen2a", "ultravox", "voxtral") decides the type and `type` is ignored, and the stack
+ * factor comes from clip.audio.projector.stack_factor. */
 MMP_API mmp_audio_proj *mmp_audio_proj_load(const char *path, enum mmp_audio_proj_type type);
 MMP_API mmp_audio_proj *mmp_audio_proj_load_modelfile(const mmp_modelfile *mf, enum mmp_audio_proj_type type);
 MMP_API void mmp_audio_proj_free(mmp_audio_proj *p);

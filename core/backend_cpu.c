@@ -1,10 +1,18 @@
 /* The CPU backend: host buffers, a thread pool, and the node loop.
  *
- * Threads: n_threads-1 pool workers plus the calling thread split each op by rows; the pool
- * call returns when all are done, which is the barrier between nodes. Big matrix products go
- * to OpenBLAS sgemm from the calling thread with openblas_set_num_threads(n_threads) while
- * the pool's workers sleep (they spin only briefly after a task), so the library's threads
- * and BLAS's threads never run at the same time and never oversubscribe the cores.
+ * Threads: each op decides from its own work (elements x per-element cost; for a mat-vec the
+ * weight bytes it streams) whether it is worth more than one thread. Small nodes - most of a
+ * decode graph: norms, adds, rope and attention for one token - run on the calling thread
+ * and never touch the pool, so they need no barrier either. Big ones go to the pool as
+ * chunks claimed dynamically by the caller and whichever workers are awake (threadpool.h):
+ * the node's end is the only synchronisation, and it waits only for chunks a worker has
+ * actually started, never for a worker that is asleep or preempted. Workers spin ~50 us
+ * after a job, then sleep; the pool is parked at the end of every graph so idle workers do
+ * not burn a core while the caller samples or builds the next graph.
+ *
+ * Big matrix products go to OpenBLAS sgemm from the calling thread with
+ * openblas_set_num_threads(n_threads) after parking the pool, so the library's threads and
+ * BLAS's threads never run at the same time and never oversubscribe the cores.
  * openblas_set_num_threads is process-wide: backends with different n_threads used from
  * different threads at once would reset each other's BLAS thread count (results stay
  * correct; only the speed is affected). */
@@ -93,23 +101,28 @@ static enum mmp_status cpu_compute(mmp_backend *b, mmp_graph *g, mmp_abort_fn ab
     ex.work_size = g->work_size;
     atomic_init(&ex.err, 0);
     for (int32_t p = 0; p < g->n_order; p++) {
-        if (abort_cb && abort_cb(abort_user))
+        if (abort_cb && abort_cb(abort_user)) {
+            mmp__pool_park(ex.pool);
             return mmp__error(MMP_ERR_ABORTED, "mmp_graph_compute: aborted before node %d of %d", (int)p, (int)g->n_order);
+        }
         mmp_tensor *t = &g->tensors[g->order[p]];
         enum mmp_status s = run_node(&ex, t);
         if (s == MMP_OK && atomic_load(&ex.err) != 0) {
             char lb[80];
             s = (enum mmp_status)atomic_load(&ex.err);
+            mmp__pool_park(ex.pool);
             return mmp__error(s, "mmp_graph_compute: node '%s' (%s): index %lld out of range [0, %lld)",
                               mmp__tensor_label(t, lb, sizeof lb), mmp_op_name(t->op), (long long)ex.err_val,
                               (long long)ex.err_lim);
         }
         if (s != MMP_OK) {
+            mmp__pool_park(ex.pool);
             char lb[80];
             mmp__error_prefix("mmp_graph_compute: node '%s' (%s): ", mmp__tensor_label(t, lb, sizeof lb), mmp_op_name(t->op));
             return s;
         }
     }
+    mmp__pool_park(ex.pool);
     return MMP_OK;
 }
 

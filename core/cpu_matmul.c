@@ -24,6 +24,9 @@
 #define MOE_CHUNK 512
 /* query rows per attention GEMM chunk */
 #define ATTN_QCHUNK 256
+/* vector attention: multiply-adds worth a second thread, and chunks per thread (scratch slots) */
+#define ATTN_PAR_WORK ((int64_t)1 << 17)
+#define ATTN_CHUNKS_PER_THREAD 4
 
 #define PTR(t, i0, i1, i2, i3) \
     ((char *)(t)->data + (size_t)(i0) * (t)->nb[0] + (size_t)(i1) * (t)->nb[1] + (size_t)(i2) * (t)->nb[2] + (size_t)(i3) * (t)->nb[3])
@@ -104,22 +107,48 @@ static void to_contig(struct mmp__cpu_exec *ex, const mmp_tensor *s, float *dst,
 
 /* ------------------------------------------------------------- mul_mat ---- */
 
+/* Mat-vec splitting. A mat-vec streams its weights once: below MV_PAR_BYTES (a few tens of
+ * microseconds of memory traffic) it runs on the calling thread, because waking a worker and
+ * moving the result between cores costs about as much. Above, the rows go out in chunks of
+ * about MV_CHUNK_BYTES (fits L2 with room to spare; ~10 us each), claimed dynamically, so a
+ * thread that is preempted or slow to wake just takes fewer chunks instead of stalling the
+ * node, and the tail a slow thread can add is one chunk. Chunks are whole multiples of 4
+ * rows (the dot kernels' natural unroll). */
+#define MV_PAR_BYTES ((int64_t)256 << 10)
+#define MV_CHUNK_BYTES ((int64_t)64 << 10)
+
+/* Rows per chunk for M rows of row_bytes each; returns the number of chunks (1: inline). */
+static int mv_split(const struct mmp__cpu_exec *ex, int64_t M, int64_t row_bytes, int64_t *rpc) {
+    const int64_t total = M * MMP_MAX(row_bytes, (int64_t)1);
+    *rpc = M;
+    if (ex->n_threads <= 1 || total < MV_PAR_BYTES || M < 8) return 1;
+    int64_t r = MMP_MAX((int64_t)4, MV_CHUNK_BYTES / MMP_MAX(row_bytes, (int64_t)1));
+    /* at least 4 chunks per thread, so the split can even out */
+    r = MMP_MIN(r, (M + 4 * ex->n_threads - 1) / (4 * ex->n_threads));
+    r = (r + 3) & ~(int64_t)3;
+    if (r < 4) r = 4;
+    *rpc = r;
+    return (int)((M + r - 1) / r);
+}
+
 struct mv_task {
     struct mmp__cpu_exec *ex;
     const mmp_tensor *a, *b;   /* b: unit-stride rows */
     mmp_tensor *t;
     mmp_vec_dot_fn dot;
+    int64_t rpc;               /* weight rows per chunk (mv_split) */
 };
 
-/* dst[batch][n][m] = dot(a row m of the batch's matrix, b row n); threads split rows m. */
+/* dst[batch][n][m] = dot(a row m of the batch's matrix, b row n); chunk ith is weight rows
+ * [ith*rpc, (ith+1)*rpc) of every batch. */
 static void mv_fn(void *arg, int ith, int nth) {
     struct mv_task *mv = arg;
     const mmp_tensor *a = mv->a, *b = mv->b;
     mmp_tensor *t = mv->t;
     const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
-    int64_t m0, m1;
-    mmp__split(M, ith, nth, &m0, &m1);
+    (void)nth;
+    const int64_t m0 = (int64_t)ith * mv->rpc, m1 = MMP_MIN(M, m0 + mv->rpc);
     if (m0 >= m1) return;
     for (int64_t i3 = 0; i3 < b->ne[3]; i3++)
         for (int64_t i2 = 0; i2 < b->ne[2]; i2++) {
@@ -167,7 +196,7 @@ size_t mmp__cpu_work_size_mm(const mmp_tensor *t, int n_threads) {
     case MMP_OP_ATTN: {
         const mmp_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2];
         const int64_t Tq = q->ne[1], Tk = k->ne[1];
-        size_t vec = (size_t)n_threads * al((size_t)(Tk + 2 * v->ne[0]) * sizeof(float));
+        size_t vec = (size_t)n_threads * ATTN_CHUNKS_PER_THREAD * al((size_t)(Tk + 2 * v->ne[0]) * sizeof(float));
         size_t gem = al((size_t)MMP_MIN(Tq, (int64_t)ATTN_QCHUNK) * (size_t)Tk * sizeof(float));
         if (k->type != MMP_TYPE_F32) gem += al((size_t)mmp_nelements(k) * sizeof(float));
         if (v->type != MMP_TYPE_F32) gem += al((size_t)mmp_nelements(v) * sizeof(float));
@@ -189,11 +218,12 @@ enum mmp_status mmp__cpu_mul_mat(struct mmp__cpu_exec *ex, mmp_tensor *t) {
         work += al((size_t)mmp_nelements(b) * sizeof(float));
     }
     if (N < GEMM_MIN_N) {
-        struct mv_task mv = {ex, a, b, t, mmp__vec_dot_fast(a->type)};
+        struct mv_task mv = {ex, a, b, t, mmp__vec_dot_fast(a->type), M};
         if (!mv.dot) return mmp__error(MMP_ERR_UNSUPPORTED, "mul_mat: no dot product for %s", mmp_type_name(a->type));
-        int64_t cost = M * K * N * b->ne[2] * b->ne[3];
-        int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, MMP_MIN(M, cost / 32768)));
-        mmp__pool_run(ex->pool, mv_fn, &mv, nth);
+        /* bytes streamed per weight row: the row once per batch, plus N dot products */
+        const int64_t row_cost = (int64_t)a->nb[1] * b->ne[2] * b->ne[3] * (N > 1 ? N : 1);
+        int n_chunks = mv_split(ex, M, row_cost, &mv.rpc);
+        mmp__pool_run_chunks(ex->pool, mv_fn, &mv, n_chunks);
         return MMP_OK;
     }
     const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
@@ -208,6 +238,7 @@ enum mmp_status mmp__cpu_mul_mat(struct mmp__cpu_exec *ex, mmp_tensor *t) {
             float *C = (float *)t->data + (i3 * t->ne[2] + i2) * t->ne[1] * M;
             /* C [N, M] = B [N, K] . A[M, K]^T */
             if (direct) {
+                mmp__pool_park(ex->pool);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)M, (int)K, 1.0f, B, ldb,
                             (const float *)A, (int)(a->nb[1] / sizeof(float)), 0.0f, C, (int)M);
                 continue;
@@ -216,6 +247,7 @@ enum mmp_status mmp__cpu_mul_mat(struct mmp__cpu_exec *ex, mmp_tensor *t) {
                 struct deq_task d = {a->type, A, a->nb[1], K, m0, MMP_MIN(mb, M - m0), (float *)work};
                 int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, d.mb * K / 16384));
                 mmp__pool_run(ex->pool, deq_fn, &d, nth);
+                mmp__pool_park(ex->pool);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)d.mb, (int)K, 1.0f, B, ldb,
                             d.dst, (int)K, 0.0f, C + m0, (int)M);
             }
@@ -232,6 +264,7 @@ struct moe_ctx {
     const int32_t *cnt, *off, *list;   /* pairs grouped by expert: list[off[e] .. off[e]+cnt[e]) */
     const int32_t *small;              /* experts that take the mat-vec path */
     int n_small;
+    int64_t rpc;                       /* mat-vec path: weight rows per chunk */
     mmp_vec_dot_fn dot;
     /* gemm path */
     int e;
@@ -252,8 +285,8 @@ static float *pair_y(const struct moe_ctx *c, int32_t p) {
 static void moe_mv_fn(void *arg, int ith, int nth) {
     struct moe_ctx *c = arg;
     const int64_t K = c->as->ne[0], M = c->as->ne[1];
-    int64_t m0, m1;
-    mmp__split(M, ith, nth, &m0, &m1);
+    (void)nth;
+    const int64_t m0 = (int64_t)ith * c->rpc, m1 = MMP_MIN(M, m0 + c->rpc);
     if (m0 >= m1) return;
     for (int s = 0; s < c->n_small; s++) {
         const int e = c->small[s];
@@ -317,11 +350,12 @@ enum mmp_status mmp__cpu_mul_mat_id(struct mmp__cpu_exec *ex, mmp_tensor *t) {
     for (int64_t e = 0; e < E; e++)
         if (cnt[e] > 0 && cnt[e] < GEMM_MIN_N) small[c.n_small++] = (int32_t)e;
     if (c.n_small > 0) {
-        int64_t cost = 0;
-        for (int s = 0; s < c.n_small; s++) cost += cnt[small[s]];
-        cost *= M * K;
-        int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, MMP_MIN(M, cost / 32768)));
-        mmp__pool_run(ex->pool, moe_mv_fn, &c, nth);
+        int64_t pairs = 0;
+        for (int s = 0; s < c.n_small; s++) pairs += cnt[small[s]];
+        /* per row chunk: one weight row of each small expert per pair (rows of different
+         * experts are different memory) */
+        int n_chunks = mv_split(ex, M, (int64_t)as->nb[1] * pairs, &c.rpc);
+        mmp__pool_run_chunks(ex->pool, moe_mv_fn, &c, n_chunks);
     }
     /* Experts with many tokens: gather their inputs, one GEMM per expert (per chunk), scatter. */
     const int64_t ch = MMP_MIN(P, (int64_t)MOE_CHUNK);
@@ -340,6 +374,7 @@ enum mmp_status mmp__cpu_mul_mat_id(struct mmp__cpu_exec *ex, mmp_tensor *t) {
             int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, c.pc * K / 16384));
             mmp__pool_run(ex->pool, moe_gather_fn, &c, nth);
             if (as->type == MMP_TYPE_F32 && as->nb[1] % sizeof(float) == 0) {
+                mmp__pool_park(ex->pool);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.pc, (int)M, (int)K, 1.0f, c.X, (int)K,
                             (const float *)W, (int)(as->nb[1] / sizeof(float)), 0.0f, c.Y, (int)M);
             } else {
@@ -347,6 +382,7 @@ enum mmp_status mmp__cpu_mul_mat_id(struct mmp__cpu_exec *ex, mmp_tensor *t) {
                     struct deq_task d = {as->type, W, as->nb[1], K, m0, MMP_MIN(mb, M - m0), D};
                     int nd = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, d.mb * K / 16384));
                     mmp__pool_run(ex->pool, deq_fn, &d, nd);
+                    mmp__pool_park(ex->pool);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.pc, (int)d.mb, (int)K, 1.0f, c.X,
                                 (int)K, D, (int)K, 0.0f, c.Y + m0, (int)M);
                 }
@@ -430,6 +466,7 @@ static enum mmp_status conv_impl(struct mmp__cpu_exec *ex, mmp_tensor *t, bool t
             int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, c.qc * CK / 16384));
             mmp__pool_run(ex->pool, im2col_fn, &c, nth);
             /* out [Cout, P] (columns q0..q0+qc) = W [Cout, CK] . col [qc, CK]^T */
+            mmp__pool_park(ex->pool);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cout, (int)c.qc, (int)CK, 1.0f, W, (int)CK, col,
                         (int)CK, 0.0f, out + c.q0, (int)P);
         }
@@ -539,9 +576,14 @@ enum mmp_status mmp__cpu_attn(struct mmp__cpu_exec *ex, mmp_tensor *t) {
         if (!c.kdot) return mmp__error(MMP_ERR_UNSUPPORTED, "attn: no dot product for keys of type %s", mmp_type_name(c.k->type));
         c.scratch = w;
         c.scratch_per = al((size_t)(Tk + 2 * Dv) * sizeof(float));
-        int64_t cost = B * H * Tq * Tk * (D + Dv);
-        int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, MMP_MIN(B * H * Tq, cost / 32768)));
-        mmp__pool_run(ex->pool, attn_vec_fn, &c, nth);
+        /* multiply-adds; below ATTN_PAR_WORK it runs on the calling thread. Chunks (each with
+         * its own scratch slot) are rows of (batch, head, query), several per thread so that
+         * a late thread only takes fewer. */
+        const int64_t rows = B * H * Tq, cost = rows * Tk * (D + Dv);
+        int64_t nc = 1;
+        if (ex->n_threads > 1 && cost >= ATTN_PAR_WORK)
+            nc = MMP_MIN(rows, MMP_MIN((int64_t)ex->n_threads * ATTN_CHUNKS_PER_THREAD, cost / (ATTN_PAR_WORK / 2)));
+        mmp__pool_run_chunks(ex->pool, attn_vec_fn, &c, (int)MMP_MAX(nc, (int64_t)1));
         return MMP_OK;
     }
     /* GEMM path: f16 keys/values are widened to f32 first. */
@@ -568,11 +610,13 @@ enum mmp_status mmp__cpu_attn(struct mmp__cpu_exec *ex, mmp_tensor *t) {
                 const float *Q = (const float *)PTR(c.q, 0, c.i0, c.h, c.b);
                 const float *Kp = (const float *)PTR(c.k, 0, 0, hk, c.b);
                 const float *Vp = (const float *)PTR(c.v, 0, 0, hk, c.b);
+                mmp__pool_park(ex->pool);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.qc, (int)Tk, (int)D, c.scale, Q,
                             (int)(c.q->nb[1] / 4), Kp, (int)(c.k->nb[1] / 4), 0.0f, c.S, (int)Tk);
                 int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, c.qc * Tk / 16384));
                 mmp__pool_run(ex->pool, attn_softmax_fn, &c, nth);
                 float *O = (float *)t->data + ((c.b * Tq + c.i0) * H + c.h) * Dv;
+                mmp__pool_park(ex->pool);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c.qc, (int)Dv, (int)Tk, 1.0f, c.S, (int)Tk,
                             Vp, (int)(c.v->nb[1] / 4), 0.0f, O, (int)(H * Dv));
             }

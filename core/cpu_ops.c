@@ -18,9 +18,14 @@ struct task {
     mmp_tensor *t;
 };
 
-/* Threads worth using for `n` elements of simple work. */
+/* Threads worth using for `n` units of work (an element of a copy or an add is 1 unit; see
+ * op_cost). A second thread is used only from 2 * PAR_WORK units (tens of microseconds): below
+ * that, waking it and moving the data between cores costs about what it saves, so tiny
+ * decode nodes (norms, adds, rope on one token) run on the calling thread without touching
+ * the pool at all. */
+#define PAR_WORK 32768
 static int nth_for(const struct mmp__cpu_exec *ex, int64_t n) {
-    int64_t k = n / 16384;
+    int64_t k = n / PAR_WORK;
     if (k < 1) k = 1;
     return (int)MMP_MIN((int64_t)ex->n_threads, k);
 }
@@ -502,6 +507,17 @@ static void topk_task(void *arg, int ith, int nth) {
 
 /* ----------------------------------------------------------- dispatcher ---- */
 
+/* Relative cost per element: transcendentals (exp, erf, tanh, sin/cos) and the two passes
+ * of a norm cost more than an add or a copy. */
+static int64_t op_cost(const mmp_tensor *t) {
+    switch (t->op) {
+    case MMP_OP_UNARY: case MMP_OP_GLU: return t->op_params[0] == MMP_UNARY_RELU ? 1 : 8;
+    case MMP_OP_SOFTMAX: case MMP_OP_ROPE: return 8;
+    case MMP_OP_RMS_NORM: case MMP_OP_LAYER_NORM: case MMP_OP_GROUP_NORM: return 2;
+    default: return 1;
+    }
+}
+
 size_t mmp__cpu_work_size_ops(const mmp_tensor *t, int n_threads) {
     const size_t nt = (size_t)n_threads;
     switch (t->op) {
@@ -552,7 +568,7 @@ enum mmp_status mmp__cpu_op_elementwise(struct mmp__cpu_exec *ex, mmp_tensor *t)
     default:
         return mmp__error(MMP_ERR_INTERNAL, "cpu backend: no kernel for op %s", mmp_op_name(t->op));
     }
-    int nth = nth_for(ex, cost);
+    int nth = nth_for(ex, cost * op_cost(t));
     if (nth > par) nth = (int)par;
     if (nth < 1) nth = 1;
     mmp__pool_run(ex->pool, fn, &tk, nth);

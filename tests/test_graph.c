@@ -2,6 +2,10 @@
  * reuse, views, a small MLP against a hand loop, KV-cache writes in build order, the abort
  * callback, run-time id errors, and building large graphs quickly. */
 #include "testutil.h"
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -414,6 +418,71 @@ static void test_big_graph(void **state) {
     mmp_graph_free(g);
 }
 
+/* The pool directly: every chunk of every job runs exactly once, jobs of 1..40 chunks back to
+ * back (the same pool state reused), chunks done by workers and the caller alike, a park
+ * between some jobs (workers must wake for the next one), and results visible to the caller
+ * when mmp__pool_run_chunks returns. Run under -fsanitize=thread this is the race check of
+ * the pool's protocol (join, claim, close, sleep, wake). */
+struct pool_job {
+    atomic_int hits[64];
+    int plain[64];              /* written by whoever runs the chunk, read by the caller after */
+    double sink[64];
+    pthread_t caller;
+    atomic_int by_workers;
+    atomic_int bad;
+};
+
+static void pool_job_fn(void *arg, int ith, int nth) {
+    struct pool_job *j = arg;
+    if (ith < 0 || ith >= nth || nth > 64) {   /* no cmocka assert off the main thread */
+        atomic_fetch_add(&j->bad, 1);
+        return;
+    }
+    atomic_fetch_add(&j->hits[ith], 1);
+    j->plain[ith] = ith * 7 + nth;
+    if (!pthread_equal(pthread_self(), j->caller)) atomic_fetch_add(&j->by_workers, 1);
+    /* a little work so that workers get a chance to join */
+    double x = 0;
+    for (int i = 0; i < 2000; i++) x += i * 0.5;
+    j->sink[ith] = x;           /* keeps the loop */
+}
+
+static void test_pool_jobs(void **state) {
+    (void)state;
+    for (int nt = 1; nt <= 3; nt++) {
+        struct mmp__pool *p = mmp__pool_new(nt);
+        assert_non_null(p);
+        assert_int_equal(mmp__pool_n_threads(p), nt);
+        int workers_total = 0;
+        for (int it = 0; it < 3000; it++) {
+            struct pool_job j;
+            memset(&j, 0, sizeof j);
+            for (int i = 0; i < 64; i++) atomic_init(&j.hits[i], 0);
+            atomic_init(&j.by_workers, 0);
+            atomic_init(&j.bad, 0);
+            j.caller = pthread_self();
+            const int n = 1 + (it * 7) % 40;
+            if (it % 3 == 0) mmp__pool_run(p, pool_job_fn, &j, n);   /* clamped to nt */
+            else mmp__pool_run_chunks(p, pool_job_fn, &j, n);
+            assert_int_equal(atomic_load(&j.bad), 0);
+            const int ran = it % 3 == 0 ? (n < nt ? n : nt) : n;
+            for (int i = 0; i < 64; i++) {
+                assert_int_equal(atomic_load(&j.hits[i]), i < ran ? 1 : 0);
+                if (i < ran) assert_int_equal(j.plain[i], i * 7 + ran);
+            }
+            workers_total += atomic_load(&j.by_workers);
+            if (it % 97 == 0) mmp__pool_park(p);
+        }
+        /* informational: how much the workers took (the pool may run jobs serially on a
+         * loaded machine, see threadpool.c adapt()) */
+        print_message("pool of %d: %d chunks ran on workers\n", nt, workers_total);
+        if (nt == 1) assert_int_equal(workers_total, 0);
+        mmp__pool_free(p);
+    }
+    assert_null(mmp__pool_new(0));
+    mmp__pool_free(NULL);
+}
+
 static int setup(void **state) {
     (void)state;
     g_be = mmp_backend_cpu_new(2);
@@ -437,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_runtime_errors),
         cmocka_unit_test(test_big_graph),
+        cmocka_unit_test(test_pool_jobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

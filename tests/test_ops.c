@@ -617,6 +617,66 @@ static void test_chunked_paths(void **state) {
     tc_free(&c);
 }
 
+/* Sizes above the CPU backend's thresholds for using more than one thread (mat-vec weights of
+ * 256 KiB and more, split in row chunks claimed dynamically; elementwise work of 64K units;
+ * vector attention of 128K multiply-adds), so the pool's chunked paths are compared with the
+ * references too. Row counts are not multiples of the chunk size (partial last chunk).
+ * Each graph is computed several times: the pool's state carries over between jobs. */
+static void test_parallel_split(void **state) {
+    (void)state;
+    struct tc c;
+    const enum mmp_type tys[] = {MMP_TYPE_F32, MMP_TYPE_Q8_0, MMP_TYPE_Q4_0, MMP_TYPE_Q4_K};
+    for (size_t ti = 0; ti < sizeof tys / sizeof tys[0]; ti++) {
+        if (!mmp__vec_dot_fast(tys[ti])) continue;
+        for (int64_t N = 1; N <= 3; N += 2) {
+            tc_init(&c);
+            mmp_tensor *a = inp(&c, tys[ti], 2048, 301, 1, 1, -1, 1);
+            mmp_tensor *b = inp_f32(&c, 2048, N, 1, 1);
+            char what[64];
+            snprintf(what, sizeof what, "mul_mat split %s N=%lld", mmp_type_name(tys[ti]), (long long)N);
+            mmp_tensor *y = mmp_mul_mat(c.g, a, b);
+            for (int rep = 0; rep < 3; rep++) check_node(&c, y, what);
+            tc_free(&c);
+        }
+    }
+    /* broadcast batches: a [1024, 130, 2] . b [1024, 1, 4] */
+    tc_init(&c);
+    mmp_tensor *a = inp_f32(&c, 1024, 130, 2, 1);
+    mmp_tensor *b = inp_f32(&c, 1024, 1, 4, 1);
+    check_node(&c, mmp_mul_mat(c.g, a, b), "mul_mat split batched");
+    tc_free(&c);
+    /* MoE decode: 2 of 4 experts, 301 rows each */
+    tc_init(&c);
+    mmp_tensor *as = inp(&c, MMP_TYPE_Q8_0, 1024, 301, 4, 1, -1, 1);
+    b = inp_f32(&c, 1024, 1, 2, 1);
+    mmp_tensor *ids = inp(&c, MMP_TYPE_I32, 2, 2, 1, 1, 0, 4);
+    check_node(&c, mmp_mul_mat_id(c.g, as, b, ids), "mul_mat_id split");
+    tc_free(&c);
+    /* decode attention over 300 cached keys, 8 heads on 2 KV heads */
+    tc_init(&c);
+    mmp_tensor *q = inp_f32(&c, 64, 1, 8, 1);
+    mmp_tensor *k = inp(&c, MMP_TYPE_F16, 64, 300, 2, 1, -1, 1);
+    mmp_tensor *v = inp_f32(&c, 64, 300, 2, 1);
+    mmp_tensor *o = mmp_attn(c.g, q, k, v, NULL, 0.125f, true, 299);
+    for (int rep = 0; rep < 3; rep++) check_node(&c, o, "attn decode split");
+    tc_free(&c);
+    /* elementwise ops on [4096, 21] */
+    tc_init(&c);
+    mmp_tensor *x = inp_f32(&c, 4096, 21, 1, 1);
+    mmp_tensor *z = inp_f32(&c, 4096, 21, 1, 1);
+    check_node(&c, mmp_add(c.g, x, z), "add split");
+    check_node(&c, mmp_silu(c.g, x), "silu split");
+    check_node(&c, mmp_swiglu(c.g, x, z), "swiglu split");
+    check_node(&c, mmp_rms_norm(c.g, x, 1e-5f), "rms_norm split");
+    check_node(&c, mmp_softmax(c.g, z), "softmax split");
+    tc_free(&c);
+    tc_init(&c);
+    mmp_tensor *r = inp_f32(&c, 128, 32, 17, 1);
+    mmp_tensor *pos = inp(&c, MMP_TYPE_I32, 17, 1, 1, 1, 0, 4000);
+    check_node(&c, mmp_rope(c.g, r, pos, 128, MMP_ROPE_NEOX, 10000.0f), "rope split");
+    tc_free(&c);
+}
+
 /* The top-k tie rule against an explicit expectation (independent of both implementations). */
 static void test_topk_tie_rule(void **state) {
     (void)state;
@@ -654,6 +714,7 @@ int main(void) {
         cmocka_unit_test(test_mul_mat),
         cmocka_unit_test(test_mul_mat_batched),
         cmocka_unit_test(test_mul_mat_id),
+        cmocka_unit_test(test_parallel_split),
         cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unary),

@@ -5,6 +5,7 @@
  * and 1-D weights (norms, biases) are converted to f32 copies when stored in another type. */
 #include "llm-impl.h"
 #include "../core/util.h"
+#include "../core/weights.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static void *own(mmp_llm *m, size_t n) {
+static void *own(void *ctx, size_t n) {
+    mmp_llm *m = ctx;
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? m->cap_owned * 2 : 16;
         void **p = realloc(m->owned, (size_t)cap * sizeof *p);
@@ -77,25 +79,7 @@ static enum mmp_status bind(mmp_llm *m, mmp__w *w, const char *name, int n_dims,
     w->n_dims = n_dims;
     for (int i = 0; i < 4; i++) w->ne[i] = got[i];
     int64_t nel = got[0] * got[1] * got[2] * got[3];
-    if (f32 && ti->type != MMP_TYPE_F32) {
-        float *dst = own(m, (size_t)nel * sizeof(float));
-        if (!dst) return MMP_ERR_NOMEM;
-        enum mmp_status s = mmp_dequantize_row(ti->type, ti->data, dst, nel);
-        if (s != MMP_OK) { mmp__error_prefix("%s: tensor '%s': ", m->path, name); return s; }
-        w->type = MMP_TYPE_F32;
-        w->data = dst;
-        return MMP_OK;
-    }
-    w->type = ti->type;
-    if ((uintptr_t)ti->data % type_align(ti->type) != 0) {
-        void *dst = own(m, ti->nbytes);
-        if (!dst) return MMP_ERR_NOMEM;
-        memcpy(dst, ti->data, ti->nbytes);
-        w->data = dst;
-    } else {
-        w->data = (void *)ti->data;
-    }
-    return MMP_OK;
+    return mmp__weight_data(ti, nel, f32, own, m, m->path, name, &w->type, &w->data);
 }
 
 static enum mmp_status bind2(mmp_llm *m, mmp__w *w, const char *name, int64_t ne0, int64_t ne1, bool required) {

@@ -3,6 +3,7 @@
  * See include/mmpipe/sampler.h for the order of the steps. */
 #include "mmpipe/sampler.h"
 #include "util.h"
+#include "rng.h"
 
 #include <math.h>
 #include <string.h>
@@ -22,27 +23,14 @@ struct mmp_sampler {
     uint8_t *seen;            /* per-id flag for the penalty [n_vocab] */
 };
 
-/* ---- PRNG: splitmix64 to seed xoshiro256** (Blackman & Vigna), a 53-bit uniform double ---- */
+/* ---- PRNG (core/rng.h): splitmix64 to seed xoshiro256**, a 53-bit uniform double ---- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
-    s[2] ^= t; s[3] = rotl(s[3], 45);
-    return r;
-}
-static double uniform01(uint64_t s[4]) { return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53; }
+static double uniform01(uint64_t s[4]) { return (double)(mmp__xoshiro_next(s) >> 11) * 0x1.0p-53; }
 
 void mmp_sampler_set_seed(mmp_sampler *s, uint64_t seed) {
     if (!s) return;
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) s->rng[i] = mmp__splitmix64(&x);
 }
 
 mmp_sampler_params mmp_sampler_params_default(void) {
@@ -141,7 +129,7 @@ static void select_top(cand *c, int32_t n, int32_t k) {
     int32_t lo = 0, hi = n - 1;
     uint64_t x = 0x12345u; /* fixed pivot sequence: the result does not depend on it */
     while (lo < hi) {
-        int32_t pi = lo + (int32_t)(splitmix64(&x) % (uint64_t)(hi - lo + 1));
+        int32_t pi = lo + (int32_t)(mmp__splitmix64(&x) % (uint64_t)(hi - lo + 1));
         cand pv = c[pi];
         c[pi] = c[hi]; c[hi] = pv;
         int32_t st = lo;

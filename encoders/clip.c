@@ -30,6 +30,7 @@ typedef struct clip_layer {
 } clip_layer;
 #include "mmpipe/backend.h"
 #include "../core/util.h"
+#include "../core/weights.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,9 +38,8 @@ typedef struct clip_layer {
 
 /* ---- weight loading ---- */
 
-static size_t type_align(enum mmp_type t) { return t == MMP_TYPE_F32 ? 4 : 2; }
-
-static void *own(clip_w *ws, size_t n) {
+static void *own(void *ctx, size_t n) {
+    clip_w *ws = ctx;
     if (ws->n_owned == ws->cap_owned) {
         int cap = ws->cap_owned ? ws->cap_owned * 2 : 64;
         void **o = realloc(ws->owned, (size_t)cap * sizeof(void *));
@@ -129,25 +129,7 @@ static enum mmp_status clip_bind(clip_w *ws, wt *w, const char *name, int n_dims
         return mmp__error(MMP_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not a weight type", ws->path, full,
                           mmp_type_name(ti->type));
     bool f32_needed = f32 || (ti->type != MMP_TYPE_F32 && ti->type != MMP_TYPE_F16 && ti->type != MMP_TYPE_BF16 && n_dims > 2);
-    if (f32_needed && ti->type != MMP_TYPE_F32) {
-        float *dst = own(ws, (size_t)nel * sizeof(float));
-        if (!dst) return MMP_ERR_NOMEM;
-        enum mmp_status s = mmp_dequantize_row(ti->type, ti->data, dst, nel);
-        if (s != MMP_OK) { mmp__error_prefix("%s: tensor '%s': ", ws->path, full); return s; }
-        w->type = MMP_TYPE_F32;
-        w->data = dst;
-        return MMP_OK;
-    }
-    w->type = ti->type;
-    if ((uintptr_t)ti->data % type_align(ti->type) != 0) {
-        void *dst = own(ws, ti->nbytes);
-        if (!dst) return MMP_ERR_NOMEM;
-        memcpy(dst, ti->data, ti->nbytes);
-        w->data = dst;
-    } else {
-        w->data = (void *)ti->data;
-    }
-    return MMP_OK;
+    return mmp__weight_data(ti, nel, f32_needed, own, ws, ws->path, full, &w->type, &w->data);
 }
 
 static mmp_tensor *clip_t(mmp_graph *g, const wt *w) {

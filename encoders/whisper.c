@@ -18,6 +18,7 @@
 #include "mmpipe/graph.h"
 #include "mmpipe/gguf.h"
 #include "../core/util.h"
+#include "../core/weights.h"
 
 #include <math.h>
 #include <string.h>
@@ -49,7 +50,8 @@ void mmp__audio_own_free(mmp__audio_own *o) {
     }
 }
 
-static void *own_alloc(mmp__audio_own **own, size_t n) {
+static void *own_alloc(void *ctx, size_t n) {
+    mmp__audio_own **own = ctx;
     mmp__audio_own *o = mmp__malloc(sizeof *o + n);
     if (!o) return NULL;
     o->next = *own;
@@ -94,26 +96,7 @@ enum mmp_status mmp__audio_bind(const mmp_modelfile *mf, mmp__audio_own **own, m
     w->n_dims = n_dims;
     for (int i = 0; i < 4; i++) w->ne[i] = got[i];
     int64_t nel = got[0] * got[1] * got[2] * got[3];
-    if (f32 && ti->type != MMP_TYPE_F32) {
-        float *dst = own_alloc(own, (size_t)nel * sizeof(float));
-        if (!dst) return MMP_ERR_NOMEM;
-        enum mmp_status s = mmp_dequantize_row(ti->type, ti->data, dst, nel);
-        if (s != MMP_OK) { mmp__error_prefix("%s: tensor '%s': ", mmp_modelfile_path(mf), name); return s; }
-        w->type = MMP_TYPE_F32;
-        w->data = dst;
-        return MMP_OK;
-    }
-    w->type = ti->type;
-    size_t align = ti->type == MMP_TYPE_F32 ? 4 : 2;
-    if ((uintptr_t)ti->data % align != 0) {
-        void *dst = own_alloc(own, ti->nbytes);
-        if (!dst) return MMP_ERR_NOMEM;
-        memcpy(dst, ti->data, ti->nbytes);
-        w->data = dst;
-    } else {
-        w->data = (void *)ti->data;
-    }
-    return MMP_OK;
+    return mmp__weight_data(ti, nel, f32, own_alloc, own, mmp_modelfile_path(mf), name, &w->type, &w->data);
 }
 
 /* The weight as a graph leaf (NULL stays NULL: absent optional weights). */

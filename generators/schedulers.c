@@ -7,6 +7,7 @@
  * arithmetic on samples is float32 like torch's. */
 #include "mmpipe/diffusion.h"
 #include "util.h"
+#include "rng.h"
 
 #include <math.h>
 #include <string.h>
@@ -160,26 +161,14 @@ enum mmp_status mmp_sched_params_from_json(mmp_sched_params *p, const mmp_json *
     return MMP_OK;
 }
 
-/* ---- RNG: splitmix64 seeding xoshiro256**, Box-Muller ---- */
+/* ---- RNG: splitmix64 seeding xoshiro256** (core/rng.h), Box-Muller ---- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t; s[3] = rotl(s[3], 45);
-    return r;
-}
 static void rng_seed(uint64_t s[4], uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) s[i] = mmp__splitmix64(&x);
 }
 /* uniform in (0, 1] from the top 53 bits */
-static double rng_u01(uint64_t s[4]) { return ((double)(xoshiro_next(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
+static double rng_u01(uint64_t s[4]) { return ((double)(mmp__xoshiro_next(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
 
 static double rng_normal(uint64_t s[4], bool *have_spare, double *spare) {
     if (*have_spare) { *have_spare = false; return *spare; }

@@ -17,6 +17,7 @@
 #include "mmpipe/stage.h"
 #include "../core/util.h"
 #include "../core/stage-impl.h"
+#include "../core/weights.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,14 +27,7 @@
 #define OP_MAX_LAYERS 256
 #define OP_MAX_DIM    (1 << 16)
 
-typedef struct op_w {
-    enum mmp_type type;
-    int n_dims;
-    int64_t ne[4];
-    void *data;
-    bool owned;
-    const char *name;
-} op_w;
+typedef mmp__weight op_w;
 
 typedef struct op_mha {
     op_w in_w, in_b, out_w, out_b;
@@ -56,19 +50,6 @@ struct mmp_outproj {
 
 /* ------------------------------------------------------------ weights ---- */
 
-static void w_free(op_w *w) {
-    if (w->owned) free(w->data);
-    memset(w, 0, sizeof *w);
-}
-
-static void shape_str(char *buf, size_t size, int n_dims, const int64_t *ne) {
-    /* torch order (ne reversed), as the state_dict shows it */
-    size_t o = (size_t)snprintf(buf, size, "[");
-    for (int i = n_dims - 1; i >= 0 && o < size; i--)
-        o += (size_t)snprintf(buf + o, size - o, "%lld%s", (long long)ne[i], i ? ", " : "");
-    if (o < size) snprintf(buf + o, size - o, "]");
-}
-
 static const mmp_tensor_info *find_quiet(const mmp_modelfile *mf, const char *name) {
     const mmp_tensor_info *ti = mmp_modelfile_find(mf, name);
     if (!ti) mmp_clear_error();
@@ -79,47 +60,7 @@ static const mmp_tensor_info *find_quiet(const mmp_modelfile *mf, const char *na
  * expected sizes come from. Matrices (mat) stay F16/BF16 in place; vectors become f32. */
 static enum mmp_status w_load(const mmp_outproj *m, op_w *w, const char *name, bool mat, int n_dims, const int64_t *ne,
                               const char *why) {
-    const mmp_tensor_info *ti = mmp_modelfile_find(m->mf, name);
-    if (!ti) return mmp__error(MMP_ERR_NOT_FOUND, "%s: output projector tensor '%s' is missing", m->path, name);
-    bool ok = ti->n_dims >= 1;
-    for (int i = 0; i < 4 && ok; i++) ok = ti->ne[i] == (i < n_dims ? ne[i] : 1);
-    if (!ok) {
-        char have[96], want[96];
-        shape_str(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
-        shape_str(want, sizeof want, n_dims, ne);
-        return mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s but the output projector needs %s (%s)", m->path, name,
-                          have, want, why);
-    }
-    if (ti->type != MMP_TYPE_F32 && ti->type != MMP_TYPE_F16 && ti->type != MMP_TYPE_BF16)
-        return mmp__error(MMP_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s; the output projector takes F32, F16 or BF16",
-                          m->path, name, mmp_type_name(ti->type));
-    memset(w, 0, sizeof *w);
-    w->n_dims = n_dims;
-    for (int i = 0; i < 4; i++) w->ne[i] = i < n_dims ? ne[i] : 1;
-    w->name = ti->name;
-    int64_t n = w->ne[0] * w->ne[1] * w->ne[2] * w->ne[3];
-    size_t esz = ti->type == MMP_TYPE_F32 ? 4 : 2;
-    if ((ti->type == MMP_TYPE_F32 || mat) && (uintptr_t)ti->data % esz == 0) {
-        w->type = ti->type;
-        w->data = (void *)ti->data;
-        return MMP_OK;
-    }
-    float *d = mmp__malloc((size_t)n * sizeof(float));
-    if (!d) return MMP_ERR_NOMEM;
-    const unsigned char *s = ti->data;
-    for (int64_t i = 0; i < n; i++) {
-        if (ti->type == MMP_TYPE_F32) {
-            memcpy(&d[i], s + i * 4, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, s + i * 2, 2);
-            d[i] = ti->type == MMP_TYPE_F16 ? mmp_fp16_to_fp32(h) : mmp_bf16_to_fp32(h);
-        }
-    }
-    w->type = MMP_TYPE_F32;
-    w->data = d;
-    w->owned = true;
-    return MMP_OK;
+    return mmp__weight_load(m->mf, m->path, "output projector", w, name, mat, n_dims, ne, why);
 }
 
 static enum mmp_status w_mat(const mmp_outproj *m, op_w *w, const char *name, int64_t in, int64_t out, const char *why) {
@@ -143,7 +84,7 @@ static void layer_free(op_layer *L) {
     op_w *ws[] = {&L->sa.in_w, &L->sa.in_b, &L->sa.out_w, &L->sa.out_b, &L->ca.in_w, &L->ca.in_b, &L->ca.out_w,
                   &L->ca.out_b, &L->ff1_w, &L->ff1_b, &L->ff2_w, &L->ff2_b, &L->n1_w, &L->n1_b, &L->n2_w, &L->n2_b,
                   &L->n3_w, &L->n3_b};
-    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) w_free(ws[i]);
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) mmp__weight_free(ws[i]);
 }
 
 void mmp_outproj_free(mmp_outproj *m) {
@@ -154,7 +95,7 @@ void mmp_outproj_free(mmp_outproj *m) {
     free(m->dec);
     op_w *ws[] = {&m->fc_in_w, &m->fc_in_b, &m->fc_out_w, &m->fc_out_b, &m->queries,
                   &m->enc_n_w, &m->enc_n_b, &m->dec_n_w, &m->dec_n_b};
-    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) w_free(ws[i]);
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) mmp__weight_free(ws[i]);
     mmp_modelfile_free(m->mf);
     free(m->path);
     free(m);
@@ -339,7 +280,7 @@ mmp_outproj *mmp_outproj_load(const char *path, const mmp_outproj_params *params
     int64_t in = ti->ne[0], d = ti->ne[1];
     if (ti->n_dims != 2 || in < 1 || in > OP_MAX_DIM * 4 || d < 1 || d > OP_MAX_DIM) {
         char have[96];
-        shape_str(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
+        mmp__shape_torch(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
         mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s; expected a [d_model, llm_dim] matrix", path, fcin, have);
         goto fail;
     }
@@ -366,7 +307,7 @@ mmp_outproj *mmp_outproj_load(const char *path, const mmp_outproj_params *params
     int64_t nq = ti->ne[1];
     if (ti->ne[0] != d || ti->ne[2] != 1 || ti->ne[3] != 1 || nq < 1 || nq > OP_MAX_DIM) {
         char have[96];
-        shape_str(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
+        mmp__shape_torch(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
         mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s: its width %lld differs from d_model %lld (the output width "
                    "of %s); expected [1, n_queries, %lld]", path, n, have, (long long)ti->ne[0], (long long)d, fcin,
                    (long long)d);
@@ -417,7 +358,7 @@ mmp_outproj *mmp_outproj_load(const char *path, const mmp_outproj_params *params
     int64_t od = ti->ne[1];
     if (ti->n_dims != 2 || ti->ne[0] != d || od < 1 || od > OP_MAX_DIM * 4) {
         char have[96];
-        shape_str(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
+        mmp__shape_torch(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
         mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s: its input width %lld differs from d_model %lld (%s); expected "
                    "[cross_dim, %lld]", path, fcout, have, (long long)ti->ne[0], (long long)d, why, (long long)d);
         goto fail;

@@ -16,6 +16,7 @@
 #include "mmpipe/stage.h"
 #include "../core/util.h"
 #include "../core/stage-impl.h"
+#include "../core/weights.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,14 +28,7 @@
 
 /* A weight as the graph will use it: in place over the mapped file when the dtype and the
  * alignment allow, else an owned f32 copy. */
-typedef struct qf_w {
-    enum mmp_type type;
-    int n_dims;
-    int64_t ne[4];
-    void *data;
-    bool owned;
-    const char *name;   /* borrowed from the modelfile */
-} qf_w;
+typedef mmp__weight qf_w;
 
 typedef struct qf_attn {
     qf_w q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln_w, ln_b;
@@ -59,67 +53,12 @@ struct mmp_qformer {
 
 /* ------------------------------------------------------------ weights ---- */
 
-static void w_free(qf_w *w) {
-    if (w->owned) free(w->data);
-    memset(w, 0, sizeof *w);
-}
-
-static void shape_str(char *buf, size_t size, int n_dims, const int64_t *ne) {
-    /* torch order (ne reversed): what a user sees in the file's header */
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, size - o, "[");
-    for (int i = n_dims - 1; i >= 0 && o < size; i--)
-        o += (size_t)snprintf(buf + o, size - o, "%lld%s", (long long)ne[i], i ? ", " : "");
-    if (o < size) snprintf(buf + o, size - o, "]");
-}
-
 /* Load `name`; `mat` keeps F16/BF16 matrices as they are (mul_mat reads them), vectors are
  * always f32. n_dims/ne give the expected shape (ggml order); `why` says where the expected
  * sizes come from, for the error message. */
 static enum mmp_status w_load(const mmp_qformer *q, qf_w *w, const char *name, bool mat, int n_dims,
                               const int64_t *ne, const char *why) {
-    const mmp_tensor_info *ti = mmp_modelfile_find(q->mf, name);
-    if (!ti) return mmp__error(MMP_ERR_NOT_FOUND, "%s: Q-Former tensor '%s' is missing", q->path, name);
-    /* shape: compare as element counts per dim, allowing trailing 1s (query_tokens is [1, n, D]) */
-    bool ok = ti->n_dims >= 1;
-    for (int i = 0; i < 4 && ok; i++) ok = ti->ne[i] == (i < n_dims ? ne[i] : 1);
-    if (!ok) {
-        char have[96], want[96];
-        shape_str(have, sizeof have, ti->n_dims > 0 ? ti->n_dims : 1, ti->ne);
-        shape_str(want, sizeof want, n_dims, ne);
-        return mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s but the Q-Former needs %s (%s)", q->path, name, have,
-                          want, why);
-    }
-    if (ti->type != MMP_TYPE_F32 && ti->type != MMP_TYPE_F16 && ti->type != MMP_TYPE_BF16)
-        return mmp__error(MMP_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s; the Q-Former takes F32, F16 or BF16", q->path,
-                          name, mmp_type_name(ti->type));
-    memset(w, 0, sizeof *w);
-    w->n_dims = n_dims;
-    for (int i = 0; i < 4; i++) w->ne[i] = i < n_dims ? ne[i] : 1;
-    w->name = ti->name;
-    int64_t n = w->ne[0] * w->ne[1] * w->ne[2] * w->ne[3];
-    size_t esz = ti->type == MMP_TYPE_F32 ? 4 : 2;
-    if ((ti->type == MMP_TYPE_F32 || mat) && (uintptr_t)ti->data % esz == 0) {
-        w->type = ti->type;
-        w->data = (void *)ti->data;
-        return MMP_OK;
-    }
-    float *d = mmp__malloc((size_t)n * sizeof(float));
-    if (!d) return MMP_ERR_NOMEM;
-    const unsigned char *s = ti->data;
-    for (int64_t i = 0; i < n; i++) {
-        if (ti->type == MMP_TYPE_F32) {
-            memcpy(&d[i], s + i * 4, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, s + i * 2, 2);
-            d[i] = ti->type == MMP_TYPE_F16 ? mmp_fp16_to_fp32(h) : mmp_bf16_to_fp32(h);
-        }
-    }
-    w->type = MMP_TYPE_F32;
-    w->data = d;
-    w->owned = true;
-    return MMP_OK;
+    return mmp__weight_load(q->mf, q->path, "Q-Former", w, name, mat, n_dims, ne, why);
 }
 
 static enum mmp_status w_load2(const mmp_qformer *q, qf_w *w, const char *name, bool mat, int64_t ne0, int64_t ne1,
@@ -156,15 +95,15 @@ void mmp_qformer_free(mmp_qformer *q) {
                           &L->cross.k_w, &L->cross.k_b, &L->cross.v_w, &L->cross.v_b, &L->cross.o_w, &L->cross.o_b,
                           &L->cross.ln_w, &L->cross.ln_b, &L->ff1_w, &L->ff1_b, &L->ff2_w, &L->ff2_b, &L->ln_w,
                           &L->ln_b};
-            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) w_free(ws[i]);
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) mmp__weight_free(ws[i]);
         }
         free(q->layers);
     }
-    w_free(&q->ln_w);
-    w_free(&q->ln_b);
-    w_free(&q->query);
-    w_free(&q->proj_w);
-    w_free(&q->proj_b);
+    mmp__weight_free(&q->ln_w);
+    mmp__weight_free(&q->ln_b);
+    mmp__weight_free(&q->query);
+    mmp__weight_free(&q->proj_w);
+    mmp__weight_free(&q->proj_b);
     mmp_modelfile_free(q->mf);
     free(q->path);
     free(q);
@@ -393,7 +332,7 @@ mmp_qformer *mmp_qformer_load(const char *path, const mmp_qformer_params *params
         int64_t nq = qt->ne[1];
         if (qt->ne[0] != D || qt->ne[2] != 1 || qt->ne[3] != 1 || nq < 1 || nq > QF_MAX_DIM) {
             char have[96];
-            shape_str(have, sizeof have, qt->n_dims > 0 ? qt->n_dims : 1, qt->ne);
+            mmp__shape_torch(have, sizeof have, qt->n_dims > 0 ? qt->n_dims : 1, qt->ne);
             mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s but the Q-Former needs [1, n_query, %lld] (%s)", path, n,
                        have, (long long)D, why);
             goto fail;
@@ -408,7 +347,7 @@ mmp_qformer *mmp_qformer_load(const char *path, const mmp_qformer_params *params
         int64_t P = pw->ne[1];
         if (pw->n_dims != 2 || pw->ne[0] != D || P < 1 || P > QF_MAX_DIM * 4) {
             char have[96];
-            shape_str(have, sizeof have, pw->n_dims > 0 ? pw->n_dims : 1, pw->ne);
+            mmp__shape_torch(have, sizeof have, pw->n_dims > 0 ? pw->n_dims : 1, pw->ne);
             mmp__error(MMP_ERR_SHAPE, "%s: tensor '%s' is %s but must be [llm_dim, %lld] (%s)", path, n, have,
                        (long long)D, why);
             goto fail;

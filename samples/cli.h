@@ -76,5 +76,13 @@ int mmp_cli_fail(const char *cmd, const char *what);
 int mmp_cli_is_help(const char *arg);
 /* Format n bytes as "1.5 MiB" into buf. */
 const char *mmp_cli_bytes(double n, char *buf, size_t size);
+/* The chat template of a model: tokenizer.chat_template of a GGUF file or chat_template of an
+ * HF folder's tokenizer_config.json (malloc'ed copy; NULL when there is none or the model
+ * cannot be opened; the last error is cleared). */
+char *mmp_cli_model_template(const char *path);
+/* Strict number parsing: the whole string must be a number in [lo, hi]; false otherwise
+ * (*out untouched). */
+bool mmp_cli_parse_long(const char *s, long lo, long hi, long *out);
+bool mmp_cli_parse_float(const char *s, float lo, float hi, float *out);
 
 #endif

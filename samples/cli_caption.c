@@ -159,27 +159,6 @@ static void caption_usage(FILE *f) {
         mmp_chat_template_names(), mmp_cli_llm_opts_help());
 }
 
-/* tokenizer_config.json chat_template or GGUF tokenizer.chat_template (malloc'ed; NULL: none) */
-static char *caption_template(const char *path) {
-    char *res = NULL;
-    mmp_modelfile *mf = mmp_modelfile_open(path);
-    if (!mf) { mmp_clear_error(); return NULL; }
-    const char *s = NULL;
-    const mmp_gguf *g = mmp_modelfile_gguf(mf);
-    if (g) {
-        if (!mmp_gguf_get_str(g, "tokenizer.chat_template", &s)) res = strdup(s);
-    } else if (mmp_modelfile_has_file(mf, "tokenizer_config.json")) {
-        char *p = mmp_modelfile_file_path(mf, "tokenizer_config.json");
-        mmp_json *j = p ? mmp_json_open(p) : NULL;
-        if (j && !mmp_json_get_string(j, "chat_template", &s)) res = strdup(s);
-        mmp_json_free(j);
-        free(p);
-    }
-    mmp_clear_error();
-    mmp_modelfile_free(mf);
-    return res;
-}
-
 int mmp_cli_caption(int argc, char **argv) {
     mmp_cli_llm_opts o;
     mmp_cli_llm_opts_init(&o);
@@ -258,7 +237,7 @@ int mmp_cli_caption(int argc, char **argv) {
     enum mmp_chat_template tmpl = MMP_CHAT_CHATML;
     const char *eot = NULL;
     if (!raw) {
-        char *jinja = caption_template(o.model);
+        char *jinja = mmp_cli_model_template(o.model);
         if (mmp_chat_resolve(tmpl_name, jinja, &tmpl)) {
             /* base models (Qwen2-Audio-7B) have no template: their prompt is the raw text */
             mmp_clear_error();

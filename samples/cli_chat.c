@@ -37,28 +37,6 @@ static void chat_usage(FILE *f) {
         mmp_chat_template_names(), mmp_cli_llm_opts_help());
 }
 
-/* tokenizer.chat_template of a GGUF file or chat_template of an HF tokenizer_config.json
- * (malloc'ed copy; NULL when there is none). */
-static char *model_template(const char *path) {
-    char *res = NULL;
-    mmp_modelfile *mf = mmp_modelfile_open(path);
-    if (!mf) { mmp_clear_error(); return NULL; }
-    const char *s = NULL;
-    const mmp_gguf *g = mmp_modelfile_gguf(mf);
-    if (g) {
-        if (!mmp_gguf_get_str(g, "tokenizer.chat_template", &s)) res = strdup(s);
-    } else if (mmp_modelfile_has_file(mf, "tokenizer_config.json")) {
-        char *p = mmp_modelfile_file_path(mf, "tokenizer_config.json");
-        mmp_json *j = p ? mmp_json_open(p) : NULL;
-        if (j && !mmp_json_get_string(j, "chat_template", &s)) res = strdup(s);
-        mmp_json_free(j);
-        free(p);
-    }
-    mmp_clear_error();
-    mmp_modelfile_free(mf);
-    return res;
-}
-
 typedef struct chat {
     mmp_chat_msg *msgs;
     char **owned;          /* contents we allocated (indexes match msgs) */
@@ -278,7 +256,7 @@ int mmp_cli_chat(int argc, char **argv) {
     int n_pending = 0;      /* images attached to the next message */
     char *line = NULL;
     size_t line_cap = 0;
-    char *jinja = model_template(o.model);
+    char *jinja = mmp_cli_model_template(o.model);
     if (mmp_chat_resolve(tmpl_name, jinja, &r.tmpl)) { free(jinja); return mmp_cli_fail("chat", NULL); }
     free(jinja);
     if (!(r.m = mmp_cli_llm_load("chat", o.model, false))) return 1;

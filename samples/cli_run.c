@@ -22,24 +22,6 @@ void mmp_cli_llm_opts_init(mmp_cli_llm_opts *o) {
     o->n_threads = nc > 0 ? (int)MMP_CLI_MIN(nc, 16) : 1;
 }
 
-/* Strict number parsing: the whole string must be a number in range. */
-static bool parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-static bool parse_float(const char *s, float lo, float hi, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
 int mmp_cli_llm_opt(const char *cmd, int argc, char **argv, int *i, mmp_cli_llm_opts *o) {
     const char *a = argv[*i];
     static const char *const valued[] = { "-m", "--model", "-n", "--n-predict", "--temp", "--top-k", "--top-p", "--min-p",
@@ -57,13 +39,13 @@ int mmp_cli_llm_opt(const char *cmd, int argc, char **argv, int *i, mmp_cli_llm_
     float f = 0.0f;
     bool ok = true;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
-    else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { ok = parse_long(v, 0, 1 << 30, &l); o->n_predict = (int)l; }
-    else if (!strcmp(a, "--temp")) { ok = parse_float(v, 0.0f, 1e6f, &f); o->sp.temperature = f; }
-    else if (!strcmp(a, "--top-k")) { ok = parse_long(v, 0, 1 << 30, &l); o->sp.top_k = (int32_t)l; }
-    else if (!strcmp(a, "--top-p")) { ok = parse_float(v, 1e-9f, 1.0f, &f); o->sp.top_p = f; }
-    else if (!strcmp(a, "--min-p")) { ok = parse_float(v, 0.0f, 1.0f, &f); o->sp.min_p = f; }
-    else if (!strcmp(a, "--repeat-penalty")) { ok = parse_float(v, 1e-6f, 1e6f, &f); o->sp.repeat_penalty = f; }
-    else if (!strcmp(a, "--repeat-last-n")) { ok = parse_long(v, -1, 4096, &l); o->sp.repeat_last_n = (int32_t)l; }
+    else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { ok = mmp_cli_parse_long(v, 0, 1 << 30, &l); o->n_predict = (int)l; }
+    else if (!strcmp(a, "--temp")) { ok = mmp_cli_parse_float(v, 0.0f, 1e6f, &f); o->sp.temperature = f; }
+    else if (!strcmp(a, "--top-k")) { ok = mmp_cli_parse_long(v, 0, 1 << 30, &l); o->sp.top_k = (int32_t)l; }
+    else if (!strcmp(a, "--top-p")) { ok = mmp_cli_parse_float(v, 1e-9f, 1.0f, &f); o->sp.top_p = f; }
+    else if (!strcmp(a, "--min-p")) { ok = mmp_cli_parse_float(v, 0.0f, 1.0f, &f); o->sp.min_p = f; }
+    else if (!strcmp(a, "--repeat-penalty")) { ok = mmp_cli_parse_float(v, 1e-6f, 1e6f, &f); o->sp.repeat_penalty = f; }
+    else if (!strcmp(a, "--repeat-last-n")) { ok = mmp_cli_parse_long(v, -1, 4096, &l); o->sp.repeat_last_n = (int32_t)l; }
     else if (!strcmp(a, "--seed")) {
         char *end;
         errno = 0;
@@ -72,8 +54,8 @@ int mmp_cli_llm_opt(const char *cmd, int argc, char **argv, int *i, mmp_cli_llm_
         o->sp.seed = s;
         o->seed_set = true;
     }
-    else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { ok = parse_long(v, 1, 1024, &l); o->n_threads = (int)l; }
-    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { ok = parse_long(v, 0, 1 << 24, &l); o->n_ctx = (int)l; }
+    else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) { ok = mmp_cli_parse_long(v, 1, 1024, &l); o->n_threads = (int)l; }
+    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { ok = mmp_cli_parse_long(v, 0, 1 << 24, &l); o->n_ctx = (int)l; }
     else if (!strcmp(a, "--stop")) {
         if (o->n_stop >= MMP_CLI_MAX_STOP) { fprintf(stderr, "mmpipe %s: at most %d --stop strings\n", cmd, MMP_CLI_MAX_STOP); return -1; }
         if (!*v) { fprintf(stderr, "mmpipe %s: --stop needs a non-empty string\n", cmd); return -1; }

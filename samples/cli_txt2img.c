@@ -51,15 +51,6 @@ static void usage(FILE *f) {
         "      --steps 25 --sampler dpmpp_2m --karras --seed 42 -o lighthouse.png\n");
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 typedef struct {
     double t0, last;
     int64_t total;
@@ -105,13 +96,13 @@ int mmp_cli_txt2img(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) tokenizer = val;
         else if (!strcmp(a, "-W") || !strcmp(a, "--width") || !strcmp(a, "-H") || !strcmp(a, "--height")) {
             bool w = a[1] == 'W' || !strcmp(a, "--width");
-            if (!parse_long(val, 1, 8192, &v) || v % 8) {
+            if (!mmp_cli_parse_long(val, 1, 8192, &v) || v % 8) {
                 fprintf(stderr, "mmpipe %s: %s %s: the %s must be a multiple of 8 between 8 and 8192\n", cmd, a, val, w ? "width" : "height");
                 return 2;
             }
             if (w) g.width = (int32_t)v; else g.height = (int32_t)v;
         } else if (!strcmp(a, "--steps")) {
-            if (!parse_long(val, 1, 1000, &v)) { fprintf(stderr, "mmpipe %s: --steps %s: must be a number from 1 to 1000\n", cmd, val); return 2; }
+            if (!mmp_cli_parse_long(val, 1, 1000, &v)) { fprintf(stderr, "mmpipe %s: --steps %s: must be a number from 1 to 1000\n", cmd, val); return 2; }
             g.steps = (int32_t)v;
         } else if (!strcmp(a, "--cfg")) {
             char *end;
@@ -134,13 +125,13 @@ int mmp_cli_txt2img(int argc, char **argv) {
             g.seed = (uint64_t)s;
             seed_set = true;
         } else if (!strcmp(a, "--clip-skip")) {
-            if (!parse_long(val, 1, 64, &v)) { fprintf(stderr, "mmpipe %s: --clip-skip %s: must be 1..64\n", cmd, val); return 2; }
+            if (!mmp_cli_parse_long(val, 1, 64, &v)) { fprintf(stderr, "mmpipe %s: --clip-skip %s: must be 1..64\n", cmd, val); return 2; }
             g.clip_skip = (int32_t)v;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            if (!parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
+            if (!mmp_cli_parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
             lp.n_threads = (int32_t)v;
         } else if (!strcmp(a, "--ldm-heads") || !strcmp(a, "--ldm-groups") || !strcmp(a, "--ldm-text-heads")) {
-            if (!parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
+            if (!mmp_cli_parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
             if (!strcmp(a, "--ldm-heads")) lp.ldm_unet_heads = (int32_t)v;
             else if (!strcmp(a, "--ldm-groups")) lp.ldm_norm_groups = (int32_t)v;
             else lp.ldm_text_heads = (int32_t)v;

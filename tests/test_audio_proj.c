@@ -218,16 +218,6 @@ static char *write_model(wdef *w, int n, const char *config) {
     return strdup(dir);
 }
 
-static void rm_model(char *dir) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    unlink(p);
-    rmdir(dir);
-    free(dir);
-}
-
 static float *rnd(size_t n, uint64_t seed, float lo, float hi) {
     float *x = malloc(n * sizeof(float));
     mmpt_rand_fill(x, n, seed, lo, hi);
@@ -284,7 +274,7 @@ static void test_ultravox(void **state) {
         assert_true(e <= 1e-5);
         free(x);
         mmp_audio_proj_free(p);
-        rm_model(dir);
+        mmpt_rm_model_dir(dir);
     }
     free(pre); free(l1); free(mid); free(l2); free(post);
 }
@@ -315,7 +305,7 @@ static void test_voxtral(void **state) {
     assert_true(e <= 1e-5);
     free(x);
     mmp_audio_proj_free(p);
-    rm_model(dir);
+    mmpt_rm_model_dir(dir);
     free(l1); free(l2); free(b1);
 }
 

@@ -10,23 +10,7 @@
 #include <unistd.h>
 
 /* Run the CLI with args; returns its exit code and its stdout+stderr in *out (caller frees). */
-static int run_cli(const char *args, char **out) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", MMP_CLI_PATH, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (cap - n < 4096) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define run_cli(args, out) mmpt_run_cli(NULL, (out), NULL, NULL, 0, "%s", (args))
 
 /* The "totals: N tensors" line must agree with the library's own count. */
 static void check_totals(const char *out, int64_t n_tensors) {

@@ -13,34 +13,7 @@
 static char g_err[4096]; /* stderr of the last command */
 
 /* Run `mmpipe ARGS` (a shell fragment); returns the exit status, *out the stdout (malloc'ed). */
-static int mmpipe(char **out, size_t *out_len, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *errf = mmpt_write_temp("", 0, ".err");
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s' </dev/null", MMP_SOURCE_DIR, MMP_CLI_PATH, args, errf);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    size_t el = 0;
-    char *e = mmpt_read_file(errf, &el);
-    snprintf(g_err, sizeof g_err, "%.*s", (int)el, e ? e : "");
-    free(e);
-    unlink(errf);
-    free(errf);
-    if (out) { *out = buf; if (out_len) *out_len = n; } else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define mmpipe(out, out_len, ...) mmpt_run_cli(MMP_SOURCE_DIR, (out), (out_len), g_err, sizeof g_err, __VA_ARGS__)
 
 static char *expected_text(size_t *len) {
     char *e = mmpt_read_file(mmpt_data("cli/expected_stdout.txt"), len);

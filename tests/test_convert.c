@@ -290,14 +290,6 @@ static char *fake_hf(const char *model_dir, const char *config) {
     return strdup(d);
 }
 
-static void rm_fake(char *d) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/model.safetensors", d); unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", d); unlink(p);
-    rmdir(d);
-    free(d);
-}
-
 static void expect_hf_error(const char *config, enum mmp_status want, const char *needle, const char *tok) {
     char *d = fake_hf("llm/stories260K_hf", config);
     char *out = tmp_path(".gguf");
@@ -308,7 +300,7 @@ static void expect_hf_error(const char *config, enum mmp_status want, const char
     if (!strstr(mmp_last_error(), needle)) fail_msg("message '%s' lacks '%s'", mmp_last_error(), needle);
     unlink(out);
     free(out);
-    rm_fake(d);
+    mmpt_rm_model_dir(d);
 }
 
 /* config.json text of stories260K with one field changed (layers, kv heads, ff, vocab, bos). */
@@ -346,7 +338,7 @@ static void test_chat_template_copied(void **state) {
     unlink(out);
     free(out);
     unlink(p);
-    rm_fake(d);
+    mmpt_rm_model_dir(d);
 }
 
 /* --vocab copies every tokenizer.* key of another GGUF file (here: the llama2.c conversion)
@@ -399,7 +391,7 @@ static void test_bad_input(void **state) {
     char *out = tmp_path(".gguf");
     mmp_convert_params p = mmp_convert_params_default();
     assert_int_equal(mmp_convert_hf_to_gguf(d, out, &p), MMP_OK);
-    rm_fake(d);
+    mmpt_rm_model_dir(d);
     expect_hf_error("{\"model_type\": \"gpt_neox\", \"hidden_size\": 64}", MMP_ERR_UNSUPPORTED, "gpt_neox", NULL);
     expect_hf_error(cfg(5, 4, 170, 512, 1), MMP_ERR_SHAPE, "mlp", NULL);   /* shapes disagree */
     expect_hf_error(cfg(6, 4, 172, 512, 1), MMP_ERR_NOT_FOUND, "model.layers.5", NULL);

@@ -19,41 +19,6 @@
 
 #define CASE "mm/llava_mixtral"
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    memcpy(x, t->data, (size_t)n * sizeof *x);
-    if (n_out) *n_out = n;
-    return x;
-}
-
-static int32_t *io_ids(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_I64);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    int32_t *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        x[i] = (int32_t)v;
-    }
-    *n_out = n;
-    return x;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 typedef struct fixture {
     mmp_llm *llm;
     mmp_mm *mm;
@@ -72,7 +37,7 @@ static void fx_open(fixture *f) {
     if (!f->mm) fail_msg("mm: %s", mmp_last_error());
     f->io = mmp_safetensors_open(mmpt_data(CASE "/io.safetensors"));
     assert_non_null(f->io);
-    float *pv = io_f32(f->io, "pixel_values", NULL);
+    float *pv = mmpt_st_f32(f->io, "pixel_values", NULL);
     if (mmp_mm_encode_pixels(f->mm, pv, 32, 32, &f->img, &f->n_img)) fail_msg("encode: %s", mmp_last_error());
     free(pv);
 }
@@ -107,9 +72,9 @@ static void check_golden(int32_t n_batch) {
     assert_int_equal(mk->image_token, 255);
 
     int64_t n_ids, n_ref, n_greedy;
-    int32_t *ids = io_ids(f.io, "input_ids", &n_ids);
-    int32_t *greedy = io_ids(f.io, "greedy_ids", &n_greedy);
-    float *ref = io_f32(f.io, "logits", &n_ref);
+    int32_t *ids = mmpt_st_ids(f.io, "input_ids", &n_ids);
+    int32_t *greedy = mmpt_st_ids(f.io, "greedy_ids", &n_greedy);
+    float *ref = mmpt_st_f32(f.io, "logits", &n_ref);
     assert_int_equal(n_ref, n_ids * hp->n_vocab);
 
     mmp_media media = { MMP_MEDIA_IMAGE, f.n_img, hp->n_embd, f.img };
@@ -132,12 +97,12 @@ static void check_golden(int32_t n_batch) {
     MMPT_ASSERT_REL_LE(logits, ref, (size_t)n_ref, 1e-4);
 
     /* greedy continuation with the KV cache, as generate() */
-    int32_t tok = argmax(logits + (size_t)(n_ids - 1) * hp->n_vocab, hp->n_vocab);
+    int32_t tok = mmpt_argmax(logits + (size_t)(n_ids - 1) * hp->n_vocab, hp->n_vocab);
     for (int64_t i = 0; i < n_greedy; i++) {
         if (tok != greedy[i]) fail_msg("greedy id %lld: got %d, want %d", (long long)i, tok, greedy[i]);
         mmp_llm_batch b = { .n = 1, .tokens = &tok, .logits = logits };
         if (mmp_llm_decode(c, &b)) fail_msg("decode: %s", mmp_last_error());
-        tok = argmax(logits, hp->n_vocab);
+        tok = mmpt_argmax(logits, hp->n_vocab);
     }
     printf("llava_mixtral: %lld greedy ids identical\n", (long long)n_greedy);
 
@@ -394,7 +359,7 @@ static void test_mmproj_gguf(void **state) {
     mmp_mm *mm = mmp_mm_load(mmpt_data(CASE), gg, f.llm, &mp);
     if (!mm) fail_msg("mmproj: %s", mmp_last_error());
     assert_int_equal(mmp_mm_get_markers(mm)->image_token, 255); /* from the model's config */
-    float *pv = io_f32(f.io, "pixel_values", NULL);
+    float *pv = mmpt_st_f32(f.io, "pixel_values", NULL);
     float *img = NULL;
     int32_t n_img = 0;
     if (mmp_mm_encode_pixels(mm, pv, 32, 32, &img, &n_img)) fail_msg("encode: %s", mmp_last_error());
@@ -404,8 +369,8 @@ static void test_mmproj_gguf(void **state) {
 
     const mmp_llm_hparams *hp = mmp_llm_get_hparams(f.llm);
     int64_t n_ids, n_ref;
-    int32_t *ids = io_ids(f.io, "input_ids", &n_ids);
-    float *ref = io_f32(f.io, "logits", &n_ref);
+    int32_t *ids = mmpt_st_ids(f.io, "input_ids", &n_ids);
+    float *ref = mmpt_st_f32(f.io, "logits", &n_ref);
     mmp_media media = { MMP_MEDIA_IMAGE, n_img, hp->n_embd, img };
     mmp_mm_prompt *p = mmp_mm_prompt_from_ids(ids, (int32_t)n_ids, mmp_mm_get_markers(mm), &media, 1);
     assert_non_null(p);
@@ -433,35 +398,7 @@ static void test_mmproj_gguf(void **state) {
 
 static char g_err[8192];
 
-static int mmpipe(char **out, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *errf = mmpt_write_temp("", 0, ".err");
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s' </dev/null", MMP_TEST_DATA, MMP_CLI_PATH, args, errf);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    size_t el = 0;
-    char *e = mmpt_read_file(errf, &el);
-    snprintf(g_err, sizeof g_err, "%.*s", (int)el, e ? e : "");
-    free(e);
-    unlink(errf);
-    free(errf);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define mmpipe(out, ...) mmpt_run_cli(MMP_TEST_DATA, (out), NULL, g_err, sizeof g_err, __VA_ARGS__)
 
 static void test_cli_chat_image(void **state) {
     (void)state;

@@ -74,10 +74,7 @@ static char *tiny_gguf(int flags) {
 static void expect_load_error(const char *path, enum mmp_status want, const char *const *needles) {
     mmp_llm *m = mmp_llm_load(path, NULL);
     if (m) fail_msg("%s loaded but should not", path);
-    const char *msg = mmp_last_error();
-    printf("  error: %s\n", msg);
-    for (int i = 0; needles[i]; i++)
-        if (!strstr(msg, needles[i])) fail_msg("message '%s' does not mention '%s'", msg, needles[i]);
+    mmpt_expect_error_mentions(needles);
     (void)want;
 }
 
@@ -195,16 +192,6 @@ static char *hf_copy(const char *from, const char *to) {
     return dir;
 }
 
-static void rm_hf(char *dir) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
-    free(dir);
-}
-
 static void test_hf_errors(void **state) {
     (void)state;
     struct { const char *from, *to; const char *needles[3]; } cases[] = {
@@ -226,7 +213,7 @@ static void test_hf_errors(void **state) {
         } else {
             expect_load_error(dir, MMP_ERR_FORMAT, cases[i].needles);
         }
-        rm_hf(dir);
+        mmpt_rm_model_dir(dir);
     }
 }
 

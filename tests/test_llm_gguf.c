@@ -17,41 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    memcpy(x, t->data, (size_t)n * sizeof *x);
-    if (n_out) *n_out = n;
-    return x;
-}
-
-static int32_t *io_ids(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_I64);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    int32_t *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        x[i] = (int32_t)v;
-    }
-    *n_out = n;
-    return x;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 /* ------------------------------------------------------------ tiny-mixtral */
 
 static void run_tiny(const char *qname) {
@@ -68,13 +33,13 @@ static void run_tiny(const char *qname) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(rel));
     assert_non_null(io);
     int64_t n, n_greedy;
-    int32_t *prompt = io_ids(io, "prompt_tokens", &n);
-    int32_t *ref_greedy = io_ids(io, "ref_greedy_tokens", &n_greedy);
+    int32_t *prompt = mmpt_st_ids(io, "prompt_tokens", &n);
+    int32_t *ref_greedy = mmpt_st_ids(io, "ref_greedy_tokens", &n_greedy);
     int32_t *cpp_greedy = NULL;
     int64_t n_cpp;
-    cpp_greedy = io_ids(io, "greedy_tokens", &n_cpp);
-    float *ref_last = io_f32(io, "ref_last_logits", NULL);
-    float *cpp_logits = io_f32(io, "prompt_logits", NULL);
+    cpp_greedy = mmpt_st_ids(io, "greedy_tokens", &n_cpp);
+    float *ref_last = mmpt_st_f32(io, "ref_last_logits", NULL);
+    float *cpp_logits = mmpt_st_f32(io, "prompt_logits", NULL);
     const int V = h->n_vocab;
 
     /* the model's tokenizer (GGUF metadata) gives llama.cpp's prompt tokens */
@@ -105,7 +70,7 @@ static void run_tiny(const char *qname) {
     assert_true(e_last <= 1e-4);
     if (strcmp(qname, "f16") == 0) assert_true(e_cpp <= 1e-3);
 
-    int tok = argmax(logits + (size_t)(n - 1) * V, V);
+    int tok = mmpt_argmax(logits + (size_t)(n - 1) * V, V);
     int same_ref = 0, same_cpp = 0;
     bool diverged_cpp = false;
     for (int i = 0; i < n_greedy; i++) {
@@ -114,7 +79,7 @@ static void run_tiny(const char *qname) {
         else diverged_cpp = true;
         mmp_llm_batch s = {.n = 1, .tokens = &tok, .logits = logits};
         if (mmp_llm_decode(c, &s) != MMP_OK) fail_msg("decode step %d: %s", i, mmp_last_error());
-        tok = argmax(logits, V);
+        tok = mmpt_argmax(logits, V);
     }
     printf("[tiny-mixtral-%s] greedy: %d/%d equal to the f32 reference, %d/%d equal to llama.cpp\n", qname, same_ref,
            (int)n_greedy, same_cpp, (int)n_cpp);
@@ -291,8 +256,8 @@ static void run_converted(const char *golden, const char *arch, const char *want
     snprintf(rel, sizeof rel, "llm/%s/io.safetensors", golden);
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(rel));
     int64_t n;
-    int32_t *ids = io_ids(io, "input_ids", &n);
-    float *ref = io_f32(io, "logits", NULL);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n);
+    float *ref = mmpt_st_f32(io, "logits", NULL);
     mmp_llm_ctx *c = mmp_llm_ctx_new(m, NULL);
     assert_non_null(c);
     float *logits = malloc((size_t)n * h->n_vocab * sizeof(float));

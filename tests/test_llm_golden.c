@@ -14,42 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A tensor of an io file as f32 (copy) or i32 (copy of i64 values). */
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    memcpy(x, t->data, (size_t)n * sizeof *x);
-    if (n_out) *n_out = n;
-    return x;
-}
-
-static int32_t *io_ids(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_I64);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    int32_t *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        x[i] = (int32_t)v;
-    }
-    *n_out = n;
-    return x;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 static mmp_llm *load(const char *rel) {
     mmp_llm *m = mmp_llm_load(mmpt_data(rel), NULL);
     if (!m) fail_msg("load %s: %s", rel, mmp_last_error());
@@ -75,10 +39,10 @@ static void run_golden(const char *name, bool moe) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(rel));
     assert_non_null(io);
     int64_t n_in, n_greedy, n_logits;
-    int32_t *ids = io_ids(io, "input_ids", &n_in);
-    int32_t *greedy = io_ids(io, "greedy_ids", &n_greedy);
-    float *ref_logits = io_f32(io, "logits", &n_logits);
-    float *ref_hidden = io_f32(io, "hidden_last", NULL);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n_in);
+    int32_t *greedy = mmpt_st_ids(io, "greedy_ids", &n_greedy);
+    float *ref_logits = mmpt_st_f32(io, "logits", &n_logits);
+    float *ref_hidden = mmpt_st_f32(io, "hidden_last", NULL);
     const int n = (int)n_in, V = h->n_vocab, E = h->n_embd, L = h->n_layer, X = h->n_expert;
     assert_int_equal(n_logits, (int64_t)n * V);
     if (moe) assert_true(X > 0);
@@ -103,7 +67,7 @@ static void run_golden(const char *name, bool moe) {
     for (int l = 0; moe && l < L; l++) {
         char tn[64];
         snprintf(tn, sizeof tn, "router_logits.%d", l);
-        float *rr = io_f32(io, tn, NULL);
+        float *rr = mmpt_st_f32(io, tn, NULL);
         double e = mmpt_rel_l2(router + (size_t)l * n * X, rr, (size_t)n * X);
         printf("[%s] router_logits.%d rel L2 %.3g\n", name, l, e);
         assert_true(e <= 1e-4);
@@ -112,13 +76,13 @@ static void run_golden(const char *name, bool moe) {
 
     /* 2. greedy continuation, one token per decode with the KV cache */
     float *last = malloc((size_t)V * sizeof(float));
-    int tok = argmax(logits + (size_t)(n - 1) * V, V);
+    int tok = mmpt_argmax(logits + (size_t)(n - 1) * V, V);
     for (int i = 0; i < n_greedy; i++) {
         if (tok != greedy[i]) fail_msg("[%s] greedy step %d: got %d, expected %d", name, i, tok, greedy[i]);
         if (i + 1 == n_greedy) break;
         mmp_llm_batch s = {.n = 1, .tokens = &tok, .logits = last};
         if (mmp_llm_decode(c, &s) != MMP_OK) fail_msg("decode step %d: %s", i, mmp_last_error());
-        tok = argmax(last, V);
+        tok = mmpt_argmax(last, V);
     }
     assert_int_equal(mmp_llm_ctx_n_past(c), n + n_greedy - 1);
 
@@ -173,9 +137,9 @@ static void run_stories(const char *name) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(rel));
     assert_non_null(io);
     int64_t n_greedy, n_in, n_logits;
-    int32_t *greedy = io_ids(io, "greedy_ids", &n_greedy);
-    int32_t *ids = io_ids(io, "input_ids", &n_in);
-    float *ref_logits = io_f32(io, "logits", &n_logits);
+    int32_t *greedy = mmpt_st_ids(io, "greedy_ids", &n_greedy);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n_in);
+    float *ref_logits = mmpt_st_f32(io, "logits", &n_logits);
     const int V = h->n_vocab;
     assert_int_equal(n_logits, n_in * V);
 
@@ -193,7 +157,7 @@ static void run_stories(const char *name) {
     for (int i = 0; i < n_greedy; i++) {
         mmp_llm_batch s = {.n = 1, .tokens = &tok, .logits = logits};
         if (mmp_llm_decode(c, &s) != MMP_OK) fail_msg("decode step %d: %s", i, mmp_last_error());
-        tok = argmax(logits, V);
+        tok = mmpt_argmax(logits, V);
         if (tok != greedy[i]) break;
         same++;
     }
@@ -257,9 +221,9 @@ static void test_stage(void **state) {
     assert_int_equal(mmp_stage_output(s, 1)->type.dims[1], 256);
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data("llm/qwen2_moe/io.safetensors"));
     int64_t n;
-    int32_t *ids = io_ids(io, "input_ids", &n);
-    float *ref = io_f32(io, "logits", NULL);
-    float *ref_h = io_f32(io, "hidden_last", NULL);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n);
+    float *ref = mmpt_st_f32(io, "logits", NULL);
+    float *ref_h = mmpt_st_f32(io, "hidden_last", NULL);
     int64_t dims[1] = {n};
     mmp_array *in = mmp_array_wrap(MMP_TYPE_I32, 1, dims, ids);
     const mmp_array *ins[2] = {in, NULL};
@@ -290,8 +254,8 @@ static void test_stage_cli(void **state) {
     (void)state;
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data("llm/llama/io.safetensors"));
     int64_t n;
-    int32_t *ids = io_ids(io, "input_ids", &n);
-    float *ref = io_f32(io, "logits", NULL);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n);
+    float *ref = mmpt_st_f32(io, "logits", NULL);
     mmp_safetensors_writer *w = mmp_safetensors_writer_new();
     int64_t shape[1] = {n};
     assert_int_equal(mmp_safetensors_writer_add(w, "tokens", MMP_TYPE_I32, 1, shape, ids), MMP_OK);
@@ -308,7 +272,7 @@ static void test_stage_cli(void **state) {
     assert_int_equal(system(cmd), 0);
     mmp_safetensors *res = mmp_safetensors_open(out);
     if (!res) fail_msg("%s", mmp_last_error());
-    float *lg = io_f32(res, "logits", NULL);
+    float *lg = mmpt_st_f32(res, "logits", NULL);
     MMPT_ASSERT_REL_LE(lg, ref, (size_t)n * 256, 1e-4);
     free(lg);
     mmp_safetensors_free(res);

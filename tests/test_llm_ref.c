@@ -172,16 +172,6 @@ static char *write_model(const cfg *c, weights *W) {
     return dir;
 }
 
-static void rm_model(char *dir) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    unlink(p);
-    rmdir(dir);
-    free(dir);
-}
-
 /* ---- the scalar reference ---- */
 
 static void matvec(const float *W, const double *x, double *y, int out, int in, const float *bias) {
@@ -342,7 +332,7 @@ static void run(const cfg *c) {
     mmp_llm_ctx_free(ctx);
     mmp_llm_free(m);
     free_weights(c, &W);
-    rm_model(dir);
+    mmpt_rm_model_dir(dir);
 }
 
 static const cfg k_olmoe = {"olmoe", false, true, true, false, false, false, false, false,

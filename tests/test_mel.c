@@ -7,24 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A tensor of an io.safetensors as an aligned f32 copy (caller frees). */
-static float *load_f32(mmp_modelfile *mf, const char *name, int64_t *n) {
-    const mmp_tensor_info *t = mmp_modelfile_find(mf, name);
-    if (!t) fail_msg("%s", mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    float *x = malloc(t->nbytes);
-    assert_non_null(x);
-    memcpy(x, t->data, t->nbytes);
-    *n = (int64_t)(t->nbytes / 4);
-    return x;
-}
-
 static void test_filters(void **state) {
     (void)state;
     mmp_modelfile *io = mmp_modelfile_open(mmpt_data("audio/whisper_mel/io.safetensors"));
     assert_non_null(io);
     int64_t n = 0;
-    float *ref = load_f32(io, "mel_filters", &n);
+    float *ref = mmpt_mf_f32(io, "mel_filters", &n);
     assert_int_equal(n, 201 * 80);
     mmp_mel *m = mmp_mel_new(mmp_mel_params_default());
     assert_non_null(m);
@@ -42,8 +30,8 @@ static void test_features_from_wav(void **state) {
     mmp_modelfile *io = mmp_modelfile_open(mmpt_data("audio/whisper_mel/io.safetensors"));
     assert_non_null(io);
     int64_t nref = 0, nwave = 0;
-    float *ref = load_f32(io, "input_features", &nref);
-    float *wave = load_f32(io, "waveform", &nwave);
+    float *ref = mmpt_mf_f32(io, "input_features", &nref);
+    float *wave = mmpt_mf_f32(io, "waveform", &nwave);
     assert_int_equal(nref, 80 * 3000);
     /* through OUR decoder */
     float *x = NULL;

@@ -29,41 +29,6 @@
 #define WHISPER "audio/whisper_encoder"
 #define QWEN2A "audio/qwen2_audio"
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    memcpy(x, t->data, (size_t)n * sizeof *x);
-    if (n_out) *n_out = n;
-    return x;
-}
-
-static int32_t *io_ids(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_I64);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    int32_t *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        x[i] = (int32_t)v;
-    }
-    *n_out = n;
-    return x;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 /* A whole file as a NUL-terminated string (mmpt_read_file's buffer is not terminated). */
 static char *read_text(const char *path) {
     size_t n = 0;
@@ -114,13 +79,13 @@ static void run_pair(const pair *pr, const mmp_safetensors *io, float *logits, i
     if (!mm) fail_msg("load %s: %s", pr->mm_path, mmp_last_error());
     assert_true(mmp_mm_has(mm, MMP_MEDIA_IMAGE));
     const mmp_llm_hparams *hp = mmp_llm_get_hparams(llm);
-    float *pv = io_f32(io, "pixel_values", NULL);
+    float *pv = mmpt_st_f32(io, "pixel_values", NULL);
     float *img = NULL;
     int32_t n_img = 0;
     if (mmp_mm_encode_pixels(mm, pv, 32, 32, &img, &n_img)) fail_msg("encode: %s", mmp_last_error());
     assert_int_equal(n_img, 16);
     int64_t n_ids;
-    int32_t *ids = io_ids(io, "input_ids", &n_ids);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n_ids);
     /* the placeholder id is the HF config's image_token_index (a GGUF LLM has no such key) */
     mmp_mm_markers mk = mmp_mm_markers_default();
     mk.image_token = 255;
@@ -139,7 +104,7 @@ static void run_pair(const pair *pr, const mmp_safetensors *io, float *logits, i
     assert_non_null(last);
     memcpy(last, logits + (n_ids - 1) * hp->n_vocab, (size_t)hp->n_vocab * sizeof *last);
     for (int i = 0; i < n_greedy; i++) {
-        greedy[i] = argmax(last, hp->n_vocab);
+        greedy[i] = mmpt_argmax(last, hp->n_vocab);
         if (i + 1 == n_greedy) break;
         /* the prompt + the ids so far; only the new last position is decoded */
         int32_t n_all = (int32_t)n_ids + i + 1;
@@ -168,8 +133,8 @@ static void check_llava(enum mmp_type t, double tol) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(LLAVA "/io.safetensors"));
     assert_non_null(io);
     int64_t n_ref, n_g;
-    float *ref = io_f32(io, "logits", &n_ref);
-    int32_t *want = io_ids(io, "greedy_ids", &n_g);
+    float *ref = mmpt_st_f32(io, "logits", &n_ref);
+    int32_t *want = mmpt_st_ids(io, "greedy_ids", &n_g);
     float *got = malloc((size_t)n_ref * sizeof *got);
     int32_t *greedy = malloc((size_t)n_g * sizeof *greedy);
     assert_non_null(got);
@@ -304,16 +269,6 @@ static char *llava_variant(const char *from, const char *to) {
     return strdup(dir);
 }
 
-static void rm_variant(char *dir) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    unlink(p);
-    rmdir(dir);
-    free(dir);
-}
-
 static void test_llava_bad_input(void **state) {
     (void)state;
     char *out = tmp_path(".gguf");
@@ -333,17 +288,17 @@ static void test_llava_bad_input(void **state) {
     assert_int_not_equal(mmp_convert_llava_mmproj(d, out, NULL), MMP_OK);
     printf("strategy full: %s\n", mmp_last_error());
     assert_non_null(strstr(mmp_last_error(), "full"));
-    rm_variant(d);
+    mmpt_rm_model_dir(d);
     d = llava_variant("\"vision_feature_layer\": -2", "\"vision_feature_layer\": -9");
     assert_int_not_equal(mmp_convert_llava_mmproj(d, out, NULL), MMP_OK);
     printf("feature layer -9: %s\n", mmp_last_error());
     assert_non_null(strstr(mmp_last_error(), "-9"));
-    rm_variant(d);
+    mmpt_rm_model_dir(d);
     d = llava_variant("\"projector_hidden_act\": \"gelu\"", "\"projector_hidden_act\": \"relu\"");
     assert_int_not_equal(mmp_convert_llava_mmproj(d, out, NULL), MMP_OK);
     printf("relu projector: %s\n", mmp_last_error());
     assert_non_null(strstr(mmp_last_error(), "relu"));
-    rm_variant(d);
+    mmpt_rm_model_dir(d);
     /* feature layer -1: all three layers kept */
     d = llava_variant("\"vision_feature_layer\": -2", "\"vision_feature_layer\": -1");
     assert_int_equal(mmp_convert_llava_mmproj(d, out, NULL), MMP_OK);
@@ -351,7 +306,7 @@ static void test_llava_bad_input(void **state) {
     assert_non_null(g);
     assert_int_equal(get_u32(g, "clip.vision.block_count"), 3);
     mmp_gguf_free(g);
-    rm_variant(d);
+    mmpt_rm_model_dir(d);
     unlink(out);
     free(out);
 }
@@ -496,7 +451,7 @@ static void test_whisper_gguf(void **state) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(WHISPER "/io.safetensors"));
     assert_non_null(io);
     int64_t n_ref;
-    float *mel = io_f32(io, "input_features", NULL), *ref = io_f32(io, "last_hidden_state", &n_ref);
+    float *mel = mmpt_st_f32(io, "input_features", NULL), *ref = mmpt_st_f32(io, "last_hidden_state", &n_ref);
     compare_encoders(mmpt_data(WHISPER), gg, mel, 0, ref, (size_t)n_ref);
     /* the projector: ultravox needs mm.a.* tensors this file does not have */
     assert_null(mmp_audio_proj_load(gg, MMP_AUDIO_PROJ_ULTRAVOX));
@@ -514,7 +469,7 @@ static void test_qwen2_audio_gguf(void **state) {
     char *gg = write_audio_gguf(mmpt_data(QWEN2A), "audio_tower.", "qwen2a", 2, 4);
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(QWEN2A "/io.safetensors"));
     assert_non_null(io);
-    float *mel = io_f32(io, "input_features", NULL);
+    float *mel = mmpt_st_f32(io, "input_features", NULL);
     compare_encoders(mmpt_data(QWEN2A), gg, mel, 0, NULL, 0);
     compare_encoders(mmpt_data(QWEN2A), gg, mel, 60, NULL, 0); /* padding mask */
     /* projector: the file's type wins over the argument */
@@ -548,8 +503,8 @@ static void test_qwen2_audio_gguf(void **state) {
     assert_int_equal(n_aud, n_audh);
     MMPT_ASSERT_REL_LE(aud, audh, (size_t)n_aud * 64, 1e-6);
     int64_t n_ids, n_ref;
-    int32_t *ids = io_ids(io, "input_ids", &n_ids);
-    float *ref = io_f32(io, "logits", &n_ref);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n_ids);
+    float *ref = mmpt_st_f32(io, "logits", &n_ref);
     mmp_media media = { MMP_MEDIA_AUDIO, n_aud, 64, aud };
     mmp_mm_prompt *p = mmp_mm_prompt_from_ids(ids, (int32_t)n_ids, mmp_mm_get_markers(mm), &media, 1);
     if (!p) fail_msg("prompt: %s", mmp_last_error());

@@ -195,24 +195,6 @@ static void rename_gill(const char *in, char *out, size_t size) {
     snprintf(out, size, "gen_text_hidden_fcs.0.%s", in);
 }
 
-static char *make_dir(void) {
-    const char *tmp = getenv("TMPDIR");
-    char *d = malloc(4096);
-    snprintf(d, 4096, "%s/mmpt-op-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_dir(char *d) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/model.safetensors", d);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", d);
-    unlink(p);
-    rmdir(d);
-    free(d);
-}
-
 static char *rewrite_model(const rewrite *r) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data(DIR_OP "/model.safetensors"));
     assert_non_null(st);
@@ -235,7 +217,7 @@ static char *rewrite_model(const rewrite *r) {
         }
         assert_int_equal(mmp_safetensors_writer_add_ne(w, name, ti->type, ti->n_dims, ti->ne, ti->data), MMP_OK);
     }
-    char *dir = make_dir();
+    char *dir = mmpt_make_temp_dir("op");
     char p[4200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     assert_int_equal(mmp_safetensors_writer_write(w, p), MMP_OK);
@@ -362,7 +344,7 @@ static void test_names_and_sidecar(void **state) {
         rewrite rw = {.gill = true, .config = "{\"nhead\": 4, \"norm_first\": true, \"layer_norm_eps\": 1e-5, \"activation\": \"relu\"}"};
         char *dir = rewrite_model(&rw);
         check_run(dir, NULL, &c, "fc/tfm/model/query_embs names + config.json");
-        rm_dir(dir);
+        mmpt_rm_model_dir(dir);
     }
     {   /* params override the sidecar */
         rewrite rw = {.config = "{\"num_heads\": 8, \"norm_first\": false}"};
@@ -374,7 +356,7 @@ static void test_names_and_sidecar(void **state) {
         assert_int_equal(mmp_outproj_get_hparams(m)->n_heads, 8);
         assert_false(mmp_outproj_get_hparams(m)->norm_first);
         mmp_outproj_free(m);
-        rm_dir(dir);
+        mmpt_rm_model_dir(dir);
     }
     mmp_safetensors_free(c.st);
 }
@@ -434,30 +416,6 @@ static void test_stage(void **state) {
     mmp_safetensors_free(c.st);
 }
 
-/* `mmpipe stage KIND -m MODEL --in PORT=FILE:TENSOR -o OUT` as a user runs it; returns the
- * output tensor (first in OUT) compared with ref. */
-static double run_cli(const char *args, const float *ref, size_t n) {
-    const char *tmp = getenv("TMPDIR");
-    char out[4096], cmd[8192];
-    snprintf(out, sizeof out, "%s/mmpt-cli-%ld.safetensors", tmp && *tmp ? tmp : "/tmp", (long)getpid());
-    snprintf(cmd, sizeof cmd, "'%s' stage %s -o '%s' >/dev/null", MMP_CLI_PATH, args, out);
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-    mmp_safetensors *st = mmp_safetensors_open(out);
-    assert_non_null(st);
-    assert_int_equal(mmp_safetensors_n_tensors(st), 1);
-    const mmp_tensor_info *ti = mmp_safetensors_tensor(st, 0);
-    assert_int_equal(ti->type, MMP_TYPE_F32);
-    assert_int_equal((size_t)(ti->ne[0] * ti->ne[1]), n);
-    float *d = malloc(n * sizeof(float));
-    memcpy(d, ti->data, n * sizeof(float));
-    double e = mmpt_rel_l2(d, ref, n);
-    free(d);
-    mmp_safetensors_free(st);
-    unlink(out);
-    return e;
-}
-
 static void test_cli(void **state) {
     (void)state;
     const char *cases[2][2] = {{DIR_OP, DIR_OP}, {DIR_E2E "/output_projector", DIR_E2E}};
@@ -470,7 +428,7 @@ static void test_cli(void **state) {
         snprintf(model, sizeof model, "%s", mmpt_data(cases[i][0]));
         snprintf(args, sizeof args, "projector.output -m '%s' --opt heads=4 --in hidden='%s:signal_hidden'", model,
                  mmpt_data(iof));
-        double e = run_cli(args, c.ref, 7 * 32);
+        double e = mmpt_cli_stage_rel_l2(args, c.ref, 7 * 32);
         printf("  mmpipe stage projector.output (%s): rel L2 %.3g\n", cases[i][0], e);
         assert_true(e <= 1e-4);
         mmp_safetensors_free(c.st);
@@ -481,11 +439,8 @@ static void expect_fail(const rewrite *rw, const mmp_outproj_params *p, const ch
     char *dir = rewrite_model(rw);
     mmp_outproj *m = mmp_outproj_load(dir, p);
     if (m) fail_msg("loaded but should not");
-    const char *msg = mmp_last_error();
-    printf("  error: %s\n", msg);
-    for (int i = 0; needles[i]; i++)
-        if (!strstr(msg, needles[i])) fail_msg("message '%s' does not mention '%s'", msg, needles[i]);
-    rm_dir(dir);
+    mmpt_expect_error_mentions(needles);
+    mmpt_rm_model_dir(dir);
 }
 
 static void test_bad(void **state) {

@@ -57,33 +57,6 @@ typedef struct rewrite {
 #define PROJ_DIM 40
 static float g_proj_w[PROJ_DIM * 64], g_proj_b[PROJ_DIM];
 
-static char *make_dir(void) {
-    const char *tmp = getenv("TMPDIR");
-    char *d = malloc(4096);
-    snprintf(d, 4096, "%s/mmpt-qf-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(d));
-    return d;
-}
-
-static void write_text(const char *dir, const char *name, const char *text) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void rm_dir(char *d) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/model.safetensors", d);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/config.json", d);
-    unlink(p);
-    rmdir(d);
-    free(d);
-}
-
 static char *rewrite_model(const rewrite *rw) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data(DIR_QF "/model.safetensors"));
     assert_non_null(st);
@@ -138,13 +111,13 @@ static char *rewrite_model(const rewrite *rw) {
         assert_int_equal(mmp_safetensors_writer_add_ne(w, "language_projection.weight", MMP_TYPE_F32, 2, pne, g_proj_w), MMP_OK);
         assert_int_equal(mmp_safetensors_writer_add_ne(w, "language_projection.bias", MMP_TYPE_F32, 1, bne, g_proj_b), MMP_OK);
     }
-    char *dir = make_dir();
+    char *dir = mmpt_make_temp_dir("qf");
     char p[4200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     assert_int_equal(mmp_safetensors_writer_write(w, p), MMP_OK);
     mmp_safetensors_writer_free(w);
     mmp_safetensors_free(st);
-    if (rw->config) write_text(dir, "config.json", rw->config);
+    if (rw->config) mmpt_write_text(dir, "config.json", rw->config);
     return dir;
 }
 
@@ -262,7 +235,7 @@ static void test_blip2_names(void **state) {
     mmp_registry_free(reg);
     mmp_qformer_free(q);
     mmp_safetensors_free(c.st);
-    rm_dir(dir);
+    mmpt_rm_model_dir(dir);
 }
 
 /* the stage on the golden folder with the queries given as an input */
@@ -321,30 +294,6 @@ static void test_stage_golden(void **state) {
     mmp_safetensors_free(c.st);
 }
 
-/* `mmpipe stage KIND -m MODEL --in PORT=FILE:TENSOR -o OUT` as a user runs it; returns the
- * output tensor (first in OUT) compared with ref. */
-static double run_cli(const char *args, const float *ref, size_t n) {
-    const char *tmp = getenv("TMPDIR");
-    char out[4096], cmd[8192];
-    snprintf(out, sizeof out, "%s/mmpt-cli-%ld.safetensors", tmp && *tmp ? tmp : "/tmp", (long)getpid());
-    snprintf(cmd, sizeof cmd, "'%s' stage %s -o '%s' >/dev/null", MMP_CLI_PATH, args, out);
-    int rc = system(cmd);
-    if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-    mmp_safetensors *st = mmp_safetensors_open(out);
-    assert_non_null(st);
-    assert_int_equal(mmp_safetensors_n_tensors(st), 1);
-    const mmp_tensor_info *ti = mmp_safetensors_tensor(st, 0);
-    assert_int_equal(ti->type, MMP_TYPE_F32);
-    assert_int_equal((size_t)(ti->ne[0] * ti->ne[1]), n);
-    float *d = malloc(n * sizeof(float));
-    memcpy(d, ti->data, n * sizeof(float));
-    double e = mmpt_rel_l2(d, ref, n);
-    free(d);
-    mmp_safetensors_free(st);
-    unlink(out);
-    return e;
-}
-
 static void test_cli(void **state) {
     (void)state;
     io c;
@@ -353,7 +302,7 @@ static void test_cli(void **state) {
     const char *d = mmpt_data(DIR_QF);
     snprintf(args, sizeof args, "projector.qformer -m '%s' --in image='%s/io.safetensors:encoder_hidden_states' "
              "--in queries='%s/io.safetensors:query_embeds'", d, d, d);
-    double e = run_cli(args, c.ref, 8 * 64);
+    double e = mmpt_cli_stage_rel_l2(args, c.ref, 8 * 64);
     printf("  mmpipe stage projector.qformer: rel L2 %.3g\n", e);
     assert_true(e <= 1e-4);
     mmp_safetensors_free(c.st);
@@ -387,10 +336,10 @@ static void test_half_weights(void **state) {
     mmp_qformer_free(qb16);
     mmp_qformer_free(qref);
     mmp_qformer_free(qrefb);
-    rm_dir(drefb);
-    rm_dir(d16);
-    rm_dir(db16);
-    rm_dir(dref);
+    mmpt_rm_model_dir(drefb);
+    mmpt_rm_model_dir(d16);
+    mmpt_rm_model_dir(db16);
+    mmpt_rm_model_dir(dref);
     mmp_safetensors_free(c.st);
 }
 
@@ -400,11 +349,8 @@ static void expect_fail(const rewrite *rw, const mmp_qformer_params *p, const ch
     char *dir = rewrite_model(rw);
     mmp_qformer *q = mmp_qformer_load(dir, p);
     if (q) fail_msg("loaded but should not");
-    const char *msg = mmp_last_error();
-    printf("  error: %s\n", msg);
-    for (int i = 0; needles[i]; i++)
-        if (!strstr(msg, needles[i])) fail_msg("message '%s' does not mention '%s'", msg, needles[i]);
-    rm_dir(dir);
+    mmpt_expect_error_mentions(needles);
+    mmpt_rm_model_dir(dir);
 }
 
 static void test_bad(void **state) {
@@ -443,7 +389,7 @@ static void test_bad(void **state) {
         p.n_heads = 5;
         assert_null(mmp_qformer_load(dir, &p));
         assert_non_null(strstr(mmp_last_error(), "num_attention_heads 5"));
-        rm_dir(dir);
+        mmpt_rm_model_dir(dir);
     }
     {   /* unknown activation */
         rewrite rw = {.config = "{\"num_attention_heads\": 4, \"hidden_act\": \"mish2\"}"};

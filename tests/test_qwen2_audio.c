@@ -15,34 +15,6 @@
 
 #define CASE "mm/qwen2_audio"
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    memcpy(x, t->data, (size_t)n * sizeof *x);
-    if (n_out) *n_out = n;
-    return x;
-}
-
-static int32_t *io_ids(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("io tensor %s missing: %s", name, mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_I64);
-    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    int32_t *x = malloc((size_t)n * sizeof *x);
-    assert_non_null(x);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        x[i] = (int32_t)v;
-    }
-    *n_out = n;
-    return x;
-}
-
 static void check_golden(int64_t n_valid, int32_t n_batch) {
     mmp_llm *llm = mmp_llm_load(mmpt_data(CASE), NULL);
     if (!llm) fail_msg("llm: %s", mmp_last_error());
@@ -59,10 +31,10 @@ static void check_golden(int64_t n_valid, int32_t n_batch) {
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data(CASE "/io.safetensors"));
     assert_non_null(io);
     int64_t n_feat, n_ids, n_ref;
-    float *feats = io_f32(io, "input_features", &n_feat);
+    float *feats = mmpt_st_f32(io, "input_features", &n_feat);
     assert_int_equal(n_feat, 80 * 100);
-    int32_t *ids = io_ids(io, "input_ids", &n_ids);
-    float *ref = io_f32(io, "logits", &n_ref);
+    int32_t *ids = mmpt_st_ids(io, "input_ids", &n_ids);
+    float *ref = mmpt_st_f32(io, "logits", &n_ref);
     assert_int_equal(n_ref, n_ids * hp->n_vocab);
 
     float *aud = NULL;
@@ -187,35 +159,7 @@ static void test_encode_audio_windows(void **state) {
 
 static char g_err[8192];
 
-static int mmpipe(char **out, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *errf = mmpt_write_temp("", 0, ".err");
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s' </dev/null", MMP_TEST_DATA, MMP_CLI_PATH, args, errf);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 == cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    size_t el = 0;
-    char *e = mmpt_read_file(errf, &el);
-    snprintf(g_err, sizeof g_err, "%.*s", (int)el, e ? e : "");
-    free(e);
-    unlink(errf);
-    free(errf);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define mmpipe(out, ...) mmpt_run_cli(MMP_TEST_DATA, (out), NULL, g_err, sizeof g_err, __VA_ARGS__)
 
 static void test_cli_caption(void **state) {
     (void)state;

@@ -33,18 +33,8 @@ static void run_case(const char *name, enum mmp_sched_kind kind) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/schedulers/io.safetensors"));
     assert_non_null(st);
     /* case.json was written by Python's json, which writes lambda_min_clipped as -Infinity (not
-     * JSON): turn that token into null (= "not clipped", the default) before parsing. */
-    size_t len;
-    char *raw = mmpt_read_file(mmpt_data("gen/schedulers/case.json"), &len);
-    assert_non_null(raw);
-    char *text = malloc(len + 1);  /* NUL-terminated copy for strstr */
-    memcpy(text, raw, len);
-    text[len] = 0;
-    free(raw);
-    for (char *q = text; (q = strstr(q, "-Infinity")) != NULL;) memcpy(q, "null     ", 9);
-    mmp_json *cfg = mmp_json_parse(text, len, "schedulers/case.json");
-    free(text);
-    if (!cfg) fail_msg("%s", mmp_last_error());
+     * JSON): the helper turns that token into null (= "not clipped", the default). */
+    mmp_json *cfg = mmpt_sched_case_json();
     mmp_sched_params p = mmp_sched_params_default(kind);
     if (mmp_sched_params_from_json(&p, cfg, name) != MMP_OK) fail_msg("%s", mmp_last_error());
     mmp_scheduler *s = mmp_scheduler_new(&p);

@@ -11,18 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti) fail_msg("missing tensor %s", name);
-    assert_int_equal(ti->type, MMP_TYPE_F32);
-    int64_t n = 1;
-    for (int i = 0; i < ti->n_dims; i++) n *= ti->ne[i];
-    float *out = malloc((size_t)n * sizeof(float));
-    memcpy(out, ti->data, (size_t)n * 4);
-    if (n_out) *n_out = n;
-    return out;
-}
-
 static double psnr01(const float *a, const float *b, size_t n) {
     double se = 0;
     for (size_t i = 0; i < n; i++) { double d = (double)a[i] - b[i]; se += d * d; }
@@ -39,7 +27,7 @@ static void test_taesd_tiny_diffusers(void **state) {
     assert_true(mmp_vae_output_signed(v));
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/taesd_tiny/io.safetensors"));
     int64_t ni;
-    float *lat = io_f32(st, "latents", NULL), *ref = io_f32(st, "decoded", &ni);
+    float *lat = mmpt_st_f32(st, "latents", NULL), *ref = mmpt_st_f32(st, "decoded", &ni);
     float *out = malloc((size_t)ni * 4);
     if (mmp_vae_decode(v, 1, 8, 8, lat, out, NULL, NULL) != MMP_OK) fail_msg("%s", mmp_last_error());
     printf("# taesd_tiny decode: relative error %.3g\n", mmpt_rel_l2(out, ref, (size_t)ni));
@@ -63,7 +51,7 @@ static void test_taef2_real(void **state) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/taef2/io.safetensors"));
     assert_non_null(st);
     int64_t nl, ni;
-    float *lat_ref = io_f32(st, "latents", &nl), *dec_ref = io_f32(st, "decoded", &ni);
+    float *lat_ref = mmpt_st_f32(st, "latents", &nl), *dec_ref = mmpt_st_f32(st, "decoded", &ni);
     assert_int_equal(nl, 32 * 32 * 32);
     assert_int_equal(ni, 3 * 256 * 256);
     /* decoder(reference latents) vs reference decode (clamped to [0, 1]) */
@@ -81,7 +69,7 @@ static void test_taef2_real(void **state) {
     float *img = mmp_image_to_chw(dog);
     assert_non_null(img);
     mmp_image_free(dog);
-    float *img_ref = io_f32(st, "image", NULL);
+    float *img_ref = mmpt_st_f32(st, "image", NULL);
     assert_true(mmpt_max_abs(img, img_ref, (size_t)ni) < 1e-6);
     float *lat = malloc((size_t)nl * 4);
     if (mmp_vae_encode(v, 1, 256, 256, img, lat, NULL, NULL) != MMP_OK) fail_msg("%s", mmp_last_error());
@@ -92,7 +80,7 @@ static void test_taef2_real(void **state) {
     printf("# taef2 decode vs dog.png: PSNR %.2f dB\n", psnr01(dec, img, (size_t)ni));
     /* random latents, unclamped, non-square */
     int64_t nr, nrd;
-    float *rl = io_f32(st, "random_latents", &nr), *rd_ref = io_f32(st, "random_decoded", &nrd);
+    float *rl = mmpt_st_f32(st, "random_latents", &nr), *rd_ref = mmpt_st_f32(st, "random_decoded", &nrd);
     float *rd = malloc((size_t)nrd * 4);
     assert_int_equal(mmp_vae_decode(v, 1, 12, 16, rl, rd, NULL, NULL), MMP_OK);
     printf("# taef2 random decode 12x16: relative error %.3g\n", mmpt_rel_l2(rd, rd_ref, (size_t)nrd));
@@ -145,7 +133,7 @@ static void test_taesd_stage(void **state) {
     if (!s) fail_msg("%s", mmp_last_error());
     assert_int_equal(mmp_stage_input(s, 0)->type.dims[0], 32);
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/taef2/io.safetensors"));
-    float *rl = io_f32(st, "random_latents", NULL), *rd = io_f32(st, "random_decoded", NULL);
+    float *rl = mmpt_st_f32(st, "random_latents", NULL), *rd = mmpt_st_f32(st, "random_decoded", NULL);
     int64_t d[3] = { 32, 12, 16 };
     mmp_array *a = mmp_array_wrap(MMP_TYPE_F32, 3, d, rl);
     const mmp_array *in[1] = { a };

@@ -176,21 +176,6 @@ static void test_fixture_bert_bge(void **state) { (void)state; run_fixture("ggml
 
 /* ---------------- the 32000-piece Llama vocab inside a model file ---------------- */
 
-/* i64 tensor of an io.safetensors file as a malloc'ed mmp_token array */
-static mmp_token *read_i64_ids(const mmp_safetensors *st, const char *name, size_t *n) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti) fail_msg("%s: %s", name, mmp_last_error());
-    assert_int_equal(ti->type, MMP_TYPE_I64);
-    *n = ti->nbytes / 8;
-    mmp_token *ids = malloc(*n * sizeof *ids);
-    for (size_t i = 0; i < *n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)ti->data + 8 * i, 8);
-        ids[i] = (mmp_token)v;
-    }
-    return ids;
-}
-
 static void test_tiny_mixtral_prompt(void **state) {
     (void)state;
     /* the backbone tests' copy of ../shared/goldens/gguf (same vocab as ggml-vocab-llama-spm) */
@@ -200,8 +185,9 @@ static void test_tiny_mixtral_prompt(void **state) {
     if (!st) fail_msg("%s", mmp_last_error());
     const char *prompt = mmp_safetensors_meta(st, "prompt");
     assert_non_null(prompt);
-    size_t n_ref = 0, n = 0;
-    mmp_token *ref = read_i64_ids(st, "prompt_tokens", &n_ref);
+    int64_t n_ref64 = 0;
+    mmp_token *ref = mmpt_st_ids(st, "prompt_tokens", &n_ref64);
+    size_t n_ref = (size_t)n_ref64, n = 0;
     mmp_token *ids = NULL;
     assert_int_equal(mmp_tokenizer_encode(t, prompt, strlen(prompt), true, false, &ids, &n), MMP_OK);
     assert_int_equal(n, n_ref);
@@ -241,8 +227,10 @@ static void test_llama2c_stories(void **state) {
     /* greedy ids of stories260K (HF reference run) decode to what llama2.c's run.c printed */
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("llm/stories260K_hf/io.safetensors"));
     if (!st) fail_msg("%s", mmp_last_error());
-    size_t n = 0, elen = 0;
-    mmp_token *greedy = read_i64_ids(st, "greedy_ids", &n);
+    int64_t n64 = 0;
+    size_t elen = 0;
+    mmp_token *greedy = mmpt_st_ids(st, "greedy_ids", &n64);
+    size_t n = (size_t)n64;
     char *expect = mmpt_read_file(mmpt_data("vocab/stories260K_expected_stdout.txt"), &elen);
     assert_non_null(expect);
     char *txt = NULL;

@@ -16,24 +16,7 @@
 
 static char g_err[8192]; /* stderr of the last command */
 
-static int mmpipe(const char *fmt, ...) MMP_PRINTF(1, 2);
-static int mmpipe(const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *errf = mmpt_write_temp("", 0, ".err");
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >/dev/null 2>'%s' </dev/null", MMP_SOURCE_DIR, MMP_CLI_PATH, args, errf);
-    int st = system(cmd);
-    size_t el = 0;
-    char *e = mmpt_read_file(errf, &el);
-    snprintf(g_err, sizeof g_err, "%.*s", (int)el, e ? e : "");
-    free(e);
-    unlink(errf);
-    free(errf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define mmpipe(...) mmpt_run_cli(MMP_SOURCE_DIR, NULL, NULL, g_err, sizeof g_err, __VA_ARGS__)
 
 static char g_dir[64], g_pipe[128], g_bad[128];
 
@@ -41,15 +24,6 @@ static void link_in(const char *target, const char *dir, const char *name) {
     char p[256];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     if (symlink(target, p) != 0) fail_msg("symlink %s", p);
-}
-
-static void write_str(const char *dir, const char *name, const char *s) {
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    fputs(s, f);
-    fclose(f);
 }
 
 static const char *k_model_index =
@@ -60,7 +34,7 @@ static const char *k_model_index =
 /* A CLIPTextModel of width 16 (random weights): only its width matters here. */
 static void write_narrow_text_encoder(const char *dir) {
     mkdir(dir, 0755);
-    write_str(dir, "config.json",
+    mmpt_write_text(dir, "config.json",
               "{\"architectures\": [\"CLIPTextModel\"], \"model_type\": \"clip_text_model\", \"hidden_size\": 16,"
               " \"intermediate_size\": 32, \"num_attention_heads\": 2, \"num_hidden_layers\": 1,"
               " \"max_position_embeddings\": 16, \"vocab_size\": 320, \"hidden_act\": \"quick_gelu\","
@@ -95,7 +69,7 @@ static int setup(void **st) {
     if (!mkdtemp(g_dir)) return -1;
     snprintf(g_pipe, sizeof g_pipe, "%s/sd-tiny", g_dir);
     mkdir(g_pipe, 0755);
-    write_str(g_pipe, "model_index.json", k_model_index);
+    mmpt_write_text(g_pipe, "model_index.json", k_model_index);
     link_in(mmpt_data("gen/unet"), g_pipe, "unet");
     link_in(mmpt_data("gen/vae"), g_pipe, "vae");
     link_in(mmpt_data("vision/clip_text"), g_pipe, "text_encoder");
@@ -104,7 +78,7 @@ static int setup(void **st) {
     /* the same with a 16-wide text encoder */
     snprintf(g_bad, sizeof g_bad, "%s/sd-narrow", g_dir);
     mkdir(g_bad, 0755);
-    write_str(g_bad, "model_index.json", k_model_index);
+    mmpt_write_text(g_bad, "model_index.json", k_model_index);
     link_in(mmpt_data("gen/unet"), g_bad, "unet");
     link_in(mmpt_data("gen/vae"), g_bad, "vae");
     link_in(mmpt_data("sd/tokenizer"), g_bad, "tokenizer");

@@ -10,30 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti) fail_msg("missing tensor %s", name);
-    int64_t n = 1;
-    for (int i = 0; i < ti->n_dims; i++) n *= ti->ne[i];
-    float *out = malloc((size_t)n * sizeof(float));
-    memcpy(out, ti->data, (size_t)n * 4);
-    if (n_out) *n_out = n;
-    return out;
-}
-
 /* scheduler configs: the same diffusers objects as golden `schedulers` (its case.json) */
 static mmp_scheduler *make_sched(const char *name, enum mmp_sched_kind kind) {
-    size_t len;
-    char *raw = mmpt_read_file(mmpt_data("gen/schedulers/case.json"), &len);
-    assert_non_null(raw);
-    char *text = malloc(len + 1);  /* NUL-terminated copy for strstr */
-    memcpy(text, raw, len);
-    text[len] = 0;
-    free(raw);
-    for (char *q = text; (q = strstr(q, "-Infinity")) != NULL;) memcpy(q, "null     ", 9);  /* Python's json extension */
-    mmp_json *cfg = mmp_json_parse(text, len, "schedulers/case.json");
-    free(text);
-    assert_non_null(cfg);
+    mmp_json *cfg = mmpt_sched_case_json();
     mmp_sched_params p = mmp_sched_params_default(kind);
     assert_int_equal(mmp_sched_params_from_json(&p, cfg, name), MMP_OK);
     mmp_json_free(cfg);
@@ -56,7 +35,7 @@ static void test_loop_golden(void **state) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/txt2img_loop/io.safetensors"));
     assert_non_null(st);
     int64_t nl, nc;
-    float *cond = io_f32(st, "cond", &nc), *uncond = io_f32(st, "uncond", NULL), *x0 = io_f32(st, "latents_init", &nl);
+    float *cond = mmpt_st_f32(st, "cond", &nc), *uncond = mmpt_st_f32(st, "uncond", NULL), *x0 = mmpt_st_f32(st, "latents_init", &nl);
     const char *names[3] = { "ddim", "euler", "dpmpp_2m" };
     enum mmp_sched_kind kinds[3] = { MMP_SCHED_DDIM, MMP_SCHED_EULER, MMP_SCHED_DPMPP_2M };
     for (int k = 0; k < 3; k++) {
@@ -77,9 +56,9 @@ static void test_loop_golden(void **state) {
         assert_int_equal(c.total, 6);
         char key[64];
         snprintf(key, sizeof key, "%s.latents_final", names[k]);
-        float *lref = io_f32(st, key, NULL);
+        float *lref = mmpt_st_f32(st, key, NULL);
         snprintf(key, sizeof key, "%s.image", names[k]);
-        float *iref = io_f32(st, key, NULL);
+        float *iref = mmpt_st_f32(st, key, NULL);
         double e = mmpt_rel_l2(lat, lref, (size_t)nl), mae = 0;
         for (int i = 0; i < 3 * 32 * 32; i++) mae += fabs((double)img[i] - iref[i]);
         mae /= 3 * 32 * 32;

@@ -9,18 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti) fail_msg("missing tensor %s", name);
-    assert_int_equal(ti->type, MMP_TYPE_F32);
-    int64_t n = 1;
-    for (int i = 0; i < ti->n_dims; i++) n *= ti->ne[i];
-    float *out = malloc((size_t)n * sizeof(float));
-    memcpy(out, ti->data, (size_t)n * 4);
-    if (n_out) *n_out = n;
-    return out;
-}
-
 static void test_unet_golden(void **state) {
     (void)state;
     mmp_unet *u = mmp_unet_load(mmpt_data("gen/unet"), 2);
@@ -30,14 +18,14 @@ static void test_unet_golden(void **state) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/unet/io.safetensors"));
     assert_non_null(st);
     int64_t ns, nc;
-    float *x = io_f32(st, "sample", &ns);
-    float *ctx = io_f32(st, "encoder_hidden_states", &nc);
+    float *x = mmpt_st_f32(st, "sample", &ns);
+    float *ctx = mmpt_st_f32(st, "encoder_hidden_states", &nc);
     float *out = malloc((size_t)ns * sizeof(float));
     const int ts[3] = { 999, 500, 1 };
     for (int i = 0; i < 3; i++) {
         char key[64];
         snprintf(key, sizeof key, "noise_pred.t%d", ts[i]);
-        float *ref = io_f32(st, key, NULL);
+        float *ref = mmpt_st_f32(st, key, NULL);
         float t = (float)ts[i];
         if (mmp_unet_predict(u, 1, 8, 8, x, &t, 7, 32, ctx, out, NULL, NULL) != MMP_OK) fail_msg("%s", mmp_last_error());
         double e = mmpt_rel_l2(out, ref, (size_t)ns);
@@ -52,7 +40,7 @@ static void test_unet_golden(void **state) {
     memcpy(c2, ctx, (size_t)nc * 4); memcpy(c2 + nc, ctx, (size_t)nc * 4);
     float t2[2] = { 999, 1 };
     assert_int_equal(mmp_unet_predict(u, 2, 8, 8, x2, t2, 7, 32, c2, o2, NULL, NULL), MMP_OK);
-    float *r999 = io_f32(st, "noise_pred.t999", NULL), *r1 = io_f32(st, "noise_pred.t1", NULL);
+    float *r999 = mmpt_st_f32(st, "noise_pred.t999", NULL), *r1 = mmpt_st_f32(st, "noise_pred.t1", NULL);
     MMPT_ASSERT_REL_LE(o2, r999, (size_t)ns, 1e-4);
     MMPT_ASSERT_REL_LE(o2 + ns, r1, (size_t)ns, 1e-4);
     free(r999); free(r1); free(x2); free(c2); free(o2);
@@ -168,7 +156,7 @@ static void test_unet_stage(void **state) {
     assert_int_equal(mmp_stage_input(s, 2)->type.dims[1], 32);
     assert_int_equal(mmp_stage_output(s, 0)->type.dims[0], 4);
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/unet/io.safetensors"));
-    float *x = io_f32(st, "sample", NULL), *ctx = io_f32(st, "encoder_hidden_states", NULL), *ref = io_f32(st, "noise_pred.t500", NULL);
+    float *x = mmpt_st_f32(st, "sample", NULL), *ctx = mmpt_st_f32(st, "encoder_hidden_states", NULL), *ref = mmpt_st_f32(st, "noise_pred.t500", NULL);
     float t = 500;
     int64_t dx[3] = { 4, 8, 8 }, dt[1] = { 1 }, dc[2] = { 7, 32 };
     mmp_array *ax = mmp_array_wrap(MMP_TYPE_F32, 3, dx, x), *at = mmp_array_wrap(MMP_TYPE_F32, 1, dt, &t);
@@ -245,7 +233,7 @@ static void test_unet_f16(void **state) {
     mmp_unet *u16 = mmp_unet_load(d16, 2), *u32 = mmp_unet_load(d32, 2);
     if (!u16 || !u32) fail_msg("%s", mmp_last_error());
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/unet/io.safetensors"));
-    float *x = io_f32(st, "sample", NULL), *ctx = io_f32(st, "encoder_hidden_states", NULL), *ref = io_f32(st, "noise_pred.t500", NULL);
+    float *x = mmpt_st_f32(st, "sample", NULL), *ctx = mmpt_st_f32(st, "encoder_hidden_states", NULL), *ref = mmpt_st_f32(st, "noise_pred.t500", NULL);
     float o16[256], o32[256], t = 500;
     assert_int_equal(mmp_unet_predict(u16, 1, 8, 8, x, &t, 7, 32, ctx, o16, NULL, NULL), MMP_OK);
     assert_int_equal(mmp_unet_predict(u32, 1, 8, 8, x, &t, 7, 32, ctx, o32, NULL, NULL), MMP_OK);

@@ -7,18 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *io_f32(const mmp_safetensors *st, const char *name, int64_t *n_out) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti) fail_msg("missing tensor %s", name);
-    assert_int_equal(ti->type, MMP_TYPE_F32);
-    int64_t n = 1;
-    for (int i = 0; i < ti->n_dims; i++) n *= ti->ne[i];
-    float *out = malloc((size_t)n * sizeof(float));
-    memcpy(out, ti->data, (size_t)n * 4);
-    if (n_out) *n_out = n;
-    return out;
-}
-
 static void test_vae_golden(void **state) {
     (void)state;
     mmp_vae *v = mmp_vae_load(mmpt_data("gen/vae"), 2);
@@ -30,10 +18,10 @@ static void test_vae_golden(void **state) {
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/vae/io.safetensors"));
     assert_non_null(st);
     int64_t nl, ni;
-    float *lat = io_f32(st, "latents", &nl);
-    float *dec_ref = io_f32(st, "decoded", &ni);
-    float *img = io_f32(st, "image", NULL);
-    float *mean_ref = io_f32(st, "encoded_mean", NULL);
+    float *lat = mmpt_st_f32(st, "latents", &nl);
+    float *dec_ref = mmpt_st_f32(st, "decoded", &ni);
+    float *img = mmpt_st_f32(st, "image", NULL);
+    float *mean_ref = mmpt_st_f32(st, "encoded_mean", NULL);
     float *z = malloc((size_t)nl * 4 * 2), *out = malloc((size_t)ni * 4 * 2), *m = malloc((size_t)nl * 4 * 2);
     for (int64_t i = 0; i < nl; i++) z[i] = (float)(lat[i] / mmp_vae_scaling_factor(v));
     if (mmp_vae_decode(v, 1, 8, 8, z, out, NULL, NULL) != MMP_OK) fail_msg("%s", mmp_last_error());
@@ -88,8 +76,8 @@ static void test_vae_stages(void **state) {
     assert_int_equal(mmp_stage_input(dec, 0)->type.dims[0], 4);
     assert_int_equal(mmp_stage_output(enc, 0)->type.dims[0], 4);
     mmp_safetensors *st = mmp_safetensors_open(mmpt_data("gen/vae/io.safetensors"));
-    float *lat = io_f32(st, "latents", NULL), *dec_ref = io_f32(st, "decoded", NULL);
-    float *img = io_f32(st, "image", NULL), *mean_ref = io_f32(st, "encoded_mean", NULL);
+    float *lat = mmpt_st_f32(st, "latents", NULL), *dec_ref = mmpt_st_f32(st, "decoded", NULL);
+    float *img = mmpt_st_f32(st, "image", NULL), *mean_ref = mmpt_st_f32(st, "encoded_mean", NULL);
     int64_t dl[3] = { 4, 8, 8 }, di[3] = { 3, 32, 32 };
     mmp_array *al = mmp_array_wrap(MMP_TYPE_F32, 3, dl, lat);
     const mmp_array *in[1] = { al };

@@ -11,23 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static float *load_f32(mmp_modelfile *mf, const char *name, int64_t *n) {
-    const mmp_tensor_info *t = mmp_modelfile_find(mf, name);
-    if (!t) fail_msg("%s", mmp_last_error());
-    assert_int_equal(t->type, MMP_TYPE_F32);
-    float *x = malloc(t->nbytes);
-    assert_non_null(x);
-    memcpy(x, t->data, t->nbytes);
-    *n = (int64_t)(t->nbytes / 4);
-    return x;
-}
-
 static void run_golden(const char *model_path, const char *label) {
     mmp_modelfile *io = mmp_modelfile_open(mmpt_data("audio/whisper_encoder/io.safetensors"));
     assert_non_null(io);
     int64_t nin = 0, nref = 0;
-    float *mel = load_f32(io, "input_features", &nin);
-    float *ref = load_f32(io, "last_hidden_state", &nref);
+    float *mel = mmpt_mf_f32(io, "input_features", &nin);
+    float *ref = mmpt_mf_f32(io, "last_hidden_state", &nref);
     assert_int_equal(nin, 80 * 100);
     assert_int_equal(nref, 50 * 64);
     mmp_whisper *w = mmp_whisper_load(model_path);

@@ -6,7 +6,8 @@
  * under $TMPDIR (default /tmp) and removed afterwards. FLOPs are counted from the architecture
  * (convolutions, linear layers, attention products; norms and activations not counted).
  *
- *   bench_gen [-t threads] [-r runs] [--quick]   (--quick: 32x32 latents / 256x256 images, F32 only)
+ *   bench_gen [-t threads] [-r runs] [--quick] [--only unet|vae|taesd]
+ *     --quick: 32x32 latents / 256x256 images, F32 only; --only: run just that model
  * Each measurement is the best of `runs` timed calls (default 2) after one untimed first call. */
 #include "mmpipe/mmpipe.h"
 #include "ceilings.h"
@@ -309,11 +310,13 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  /* results appear as they come, also into a file */
     int nth = 2, lat = 64, reps = 2;
     bool quick = false;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) nth = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [-t threads] [-r runs] [--quick]\n", argv[0]); return 2; }
+        else { fprintf(stderr, "usage: %s [-t threads] [-r runs] [--quick] [--only unet|vae|taesd]\n", argv[0]); return 2; }
     }
     if (reps < 1) reps = 1;
     if (quick) lat = 32;
@@ -324,7 +327,9 @@ int main(int argc, char **argv) {
     double peak = mmpb_sgemm_gflops(1024, 1024, 1024, nth, 3);
     printf("ceiling: sgemm 1024x1024x1024 %.1f GFLOP/s (%d threads)\n\n", peak, nth);
 
+    const int vl = quick ? 32 : 64;
     /* UNet */
+    if (!only || !strcmp(only, "unet")) {
     spec su = {0};
     sd15_unet(&su, lat, 2);
     printf("UNet SD1.5, latents %dx%dx4, context 77x768, batch 2 (one CFG step): %.1f GFLOP\n", lat, lat, su.flops / 1e9);
@@ -365,19 +370,26 @@ int main(int argc, char **argv) {
     }
     free(su.t);
 
+    }
+
+    /* latents and image buffers shared by the two decoders */
+    size_t nz = (size_t)4 * vl * vl, ni = (size_t)3 * 64 * vl * vl;
+    float *z = malloc(nz * 4), *img = malloc(ni * 4);
+    if (!z || !img) { fprintf(stderr, "out of memory\n"); rm_rf(dir); return 1; }
+    mmp_randn(3, z, (int64_t)nz);
+    mmp_vae *v = NULL;
+    double best = 1e30;
+
     /* VAE decode */
-    int vl = quick ? 32 : 64;
+    if (!only || !strcmp(only, "vae")) {
     spec sv = {0};
     sd_vae_decoder(&sv, vl);
     char vd[512];
     snprintf(vd, sizeof vd, "%s/vae", dir);
     if (write_folder(vd, VAE_CONFIG, &sv, MMP_TYPE_F32) != 0) return 1;
-    mmp_vae *v = mmp_vae_load(vd, nth);
+    v = mmp_vae_load(vd, nth);
     if (!v) { fprintf(stderr, "vae: %s\n", mmp_last_error()); rm_rf(dir); return 1; }
-    size_t nz = (size_t)4 * vl * vl, ni = (size_t)3 * 64 * vl * vl;
-    float *z = malloc(nz * 4), *img = malloc(ni * 4);
-    mmp_randn(3, z, (int64_t)nz);
-    double best = 1e30;
+    best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = mmpb_now();
         if (mmp_vae_decode(v, 1, vl, vl, z, img, NULL, NULL) != MMP_OK) { fprintf(stderr, "vae: %s\n", mmp_last_error()); rm_rf(dir); return 1; }
@@ -389,7 +401,10 @@ int main(int argc, char **argv) {
     mmp_vae_free(v);
     free(sv.t);
 
+    }
+
     /* TAESD decode */
+    if (!only || !strcmp(only, "taesd")) {
     spec st = {0};
     taesd_decoder(&st, vl);
     char td[512];
@@ -410,6 +425,7 @@ int main(int argc, char **argv) {
            st.flops / 1e9, st.flops / best / 1e9, st.flops / best / 1e9 / peak);
     mmp_vae_free(v);
     free(st.t);
+    }
     free(z); free(img);
     rm_rf(dir);
     return 0;

@@ -44,6 +44,33 @@ enum mmp_status mmp__graph_plan(mmp_backend *b, mmp_graph *g);
 /* Frees a buffer through its own iface (NULL ok). */
 void mmp__buffer_release(struct mmp__buffer *buf);
 
+/* exp(x) of 8 lanes with x <= 0 (softmax arguments after subtracting the row maximum, or
+ * -|x| for a sigmoid). Cephes' expf polynomial on r = x - n ln2 (|r| <= ln2/2), scaled by 2^n
+ * through the exponent bits: about 1 ulp; exactly 0 below -87 (where expf is denormal or 0)
+ * so that masked keys get no weight. Callers keep a scalar expf path for other targets. */
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define MMP_HAVE_EXP_NEG_PS 1
+static inline __m256 mmp__exp_neg_ps(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 dead = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(dead, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+#endif
+
 #endif
 
 /* ---- CPU backend internals (backend_cpu.c, cpu_ops.c, cpu_matmul.c) ---- */

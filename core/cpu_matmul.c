@@ -1,13 +1,19 @@
 /* CPU matrix products: mul_mat, mul_mat_id (MoE), conv1d/conv2d (im2col + GEMM), attention.
  *
- * Two regimes:
+ * Regimes:
  *   - few right-hand columns (decode, N < GEMM_MIN_N): mat-vec over weight rows with the dot
  *     kernels of core/vec.c, reading F16/BF16/quantized weights in place; rows split across
  *     the pool's threads. Memory-bound: each weight byte is read once.
  *   - many columns (prefill, encoders, convolutions): OpenBLAS sgemm. Non-F32 weights are
  *     converted to f32 in blocks of rows into the work buffer (the pool does the conversion),
  *     then sgemm runs on the block with openblas_set_num_threads(n_threads) while the pool
- *     sleeps. */
+ *     sleeps.
+ *   - exceptions, where many independent small products beat one big one: prefill attention
+ *     (per (batch, head, query block)) and convolutions with small weights (per tile of output
+ *     positions) run single-threaded sgemm calls inside the pool's threads, with BLAS set to
+ *     1 thread for the node, so each block's intermediate stays in its core's cache.
+ * Convolutions use im2col in a [taps, positions] layout (sequential reads, NoTrans GEMM); a
+ * contiguous 1x1 uses the input directly; <= 4 output channels skip the GEMM altogether. */
 #include "backend-impl.h"
 #include "kernels.h"
 #include "util.h"
@@ -22,7 +28,7 @@
 #define COL_CHUNK_ELEMS ((int64_t)4 << 20)
 /* pairs (token, slot) per gathered MoE GEMM chunk */
 #define MOE_CHUNK 512
-/* query rows per attention GEMM chunk */
+/* most query rows per attention GEMM unit (attn_qblock) */
 #define ATTN_QCHUNK 256
 /* vector attention: multiply-adds worth a second thread, and chunks per thread (scratch slots) */
 #define ATTN_PAR_WORK ((int64_t)1 << 17)
@@ -32,6 +38,17 @@
     ((char *)(t)->data + (size_t)(i0) * (t)->nb[0] + (size_t)(i1) * (t)->nb[1] + (size_t)(i2) * (t)->nb[2] + (size_t)(i3) * (t)->nb[3])
 
 static size_t al(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* Queries per GEMM-attention unit: a score block of about 1 MiB (measured faster than
+ * 256 KiB blocks for Whisper's 1500 keys: taller blocks suit sgemm), and at least 4 D rows,
+ * since every unit packs its head's whole K and V (Tk x D each) again: with the VAE's one
+ * 512-wide head, 64-row units spent about as long packing as multiplying. 16..ATTN_QCHUNK. */
+static int64_t attn_qblock(int64_t Tq, int64_t Tk, int64_t D) {
+    int64_t qb = ((int64_t)256 << 10) / MMP_MAX(Tk, (int64_t)1);
+    qb = MMP_MAX(qb, 4 * D);
+    qb = MMP_MAX((int64_t)16, MMP_MIN((int64_t)ATTN_QCHUNK, qb));
+    return MMP_MIN(qb, Tq);
+}
 
 static int64_t deq_block_rows(int64_t K, int64_t M) {
     int64_t mb = DEQ_BLOCK_ELEMS / K;
@@ -166,6 +183,8 @@ static void mv_fn(void *arg, int ith, int nth) {
         }
 }
 
+static size_t conv_work(const mmp_tensor *t, int n_threads);
+
 size_t mmp__cpu_work_size_mm(const mmp_tensor *t, int n_threads) {
     switch (t->op) {
     case MMP_OP_MUL_MAT: {
@@ -184,20 +203,14 @@ size_t mmp__cpu_work_size_mm(const mmp_tensor *t, int n_threads) {
         if (as->type != MMP_TYPE_F32) w += al((size_t)deq_block_rows(K, M) * (size_t)K * sizeof(float));
         return w;
     }
-    case MMP_OP_CONV1D: case MMP_OP_CONV2D: {
-        const mmp_tensor *w = t->src[0];
-        const int64_t CK = w->ne[0] * w->ne[1] * (t->op == MMP_OP_CONV2D ? w->ne[2] : 1);
-        const int64_t P = t->ne[0] * (t->op == MMP_OP_CONV2D ? t->ne[1] : 1);
-        int64_t chunk = MMP_MAX((int64_t)1, MMP_MIN(P, COL_CHUNK_ELEMS / CK));
-        size_t s = al((size_t)chunk * (size_t)CK * sizeof(float));
-        if (w->type != MMP_TYPE_F32) s += al((size_t)mmp_nelements(w) * sizeof(float));
-        return s;
-    }
+    case MMP_OP_CONV1D: case MMP_OP_CONV2D:
+        return conv_work(t, n_threads);
     case MMP_OP_ATTN: {
         const mmp_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2];
         const int64_t Tq = q->ne[1], Tk = k->ne[1];
         size_t vec = (size_t)n_threads * ATTN_CHUNKS_PER_THREAD * al((size_t)(Tk + 2 * v->ne[0]) * sizeof(float));
-        size_t gem = al((size_t)MMP_MIN(Tq, (int64_t)ATTN_QCHUNK) * (size_t)Tk * sizeof(float));
+        const size_t qb = (size_t)attn_qblock(Tq, Tk, q->ne[0]);
+        size_t gem = (size_t)n_threads * al((qb * (size_t)Tk + qb) * sizeof(float));
         if (k->type != MMP_TYPE_F32) gem += al((size_t)mmp_nelements(k) * sizeof(float));
         if (v->type != MMP_TYPE_F32) gem += al((size_t)mmp_nelements(v) * sizeof(float));
         return vec > gem ? vec : gem;
@@ -396,59 +409,234 @@ enum mmp_status mmp__cpu_mul_mat_id(struct mmp__cpu_exec *ex, mmp_tensor *t) {
 
 /* ------------------------------------------------------------ conv1d/2d ---- */
 
+/* im2col in the "rows of kernel taps" layout: col [CK, qc], row r = (ci, kh, kw) holds the
+ * input value under tap r for each of the qc output positions q0..q0+qc. Each row is built
+ * from one input row (fixed ci, iy) read left to right, so the reads are sequential and, for
+ * stride 1, a memcpy between two zero-padded edges; the GEMM is then out [Cout, qc] =
+ * W [Cout, CK] . col [CK, qc], both operands untransposed (the fast case for OpenBLAS). */
 struct im2col_task {
     const mmp_tensor *x, *w;
     bool two;
     int s0, s1, p0, p1, d0, d1;
-    int64_t n, q0, qc, Wo;   /* batch, first output position, count, output width */
-    float *col;              /* [qc, CK] */
+    int64_t n, nb;           /* batch items n .. n+nb-1 side by side (nb > 1 only when qc == P) */
+    int64_t q0, qc, Wo;      /* first output position, count, output width */
+    float *col;              /* [CK, nb * qc]: batch item k in columns k*qc .. (k+1)*qc */
 };
+
+/* d[0 .. ox1-ox0) = input under tap (ci, kh, kw) of image n for output row oy, columns
+ * ox0..ox1 (zeros in the padding). */
+static void col_segment(const struct im2col_task *c, int64_t ci, int64_t kh, int64_t kw, int64_t n, int64_t oy,
+                        int64_t ox0, int64_t ox1, float *d) {
+    const mmp_tensor *x = c->x;
+    const int64_t Wi = x->ne[0], Hi = c->two ? x->ne[1] : 1, len = ox1 - ox0;
+    const int64_t iy = c->two ? oy * c->s1 + kh * c->d1 - c->p1 : 0;
+    if (iy < 0 || iy >= Hi) { memset(d, 0, (size_t)len * sizeof(float)); return; }
+    const char *xr = c->two ? PTR(x, 0, iy, ci, n) : PTR(x, 0, ci, n, 0);
+    const int64_t off = kw * c->d0 - c->p0;   /* ix = ox * s0 + off */
+    if (c->s0 == 1 && x->nb[0] == sizeof(float)) {
+        /* valid ox: 0 <= ox + off < Wi */
+        const int64_t a = MMP_MAX(ox0, -off), b = MMP_MIN(ox1, Wi - off);
+        if (a >= b) { memset(d, 0, (size_t)len * sizeof(float)); return; }
+        if (a > ox0) memset(d, 0, (size_t)(a - ox0) * sizeof(float));
+        memcpy(d + (a - ox0), (const float *)xr + (a + off), (size_t)(b - a) * sizeof(float));
+        if (b < ox1) memset(d + (b - ox0), 0, (size_t)(ox1 - b) * sizeof(float));
+        return;
+    }
+    for (int64_t ox = ox0; ox < ox1; ox++) {
+        const int64_t ix = ox * c->s0 + off;
+        float v = 0.0f;
+        if (ix >= 0 && ix < Wi) memcpy(&v, xr + (size_t)ix * x->nb[0], sizeof v);
+        d[ox - ox0] = v;
+    }
+}
 
 static void im2col_fn(void *arg, int ith, int nth) {
     struct im2col_task *c = arg;
-    const mmp_tensor *x = c->x, *w = c->w;
+    const mmp_tensor *w = c->w;
     const int64_t Kw = w->ne[0], Kh = c->two ? w->ne[1] : 1, Cin = c->two ? w->ne[2] : w->ne[1];
     const int64_t CK = Kw * Kh * Cin;
-    int64_t i0, i1;
-    mmp__split(c->qc, ith, nth, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) {
-        const int64_t q = c->q0 + i, ox = q % c->Wo, oy = q / c->Wo;
-        float *row = c->col + i * CK;
-        for (int64_t ci = 0; ci < Cin; ci++)
-            for (int64_t kh = 0; kh < Kh; kh++) {
-                const int64_t iy = c->two ? oy * c->s1 + kh * c->d1 - c->p1 : 0;
-                for (int64_t kw = 0; kw < Kw; kw++) {
-                    const int64_t ix = ox * c->s0 + kw * c->d0 - c->p0;
-                    float v = 0.0f;
-                    if (c->two) {
-                        if (ix >= 0 && ix < x->ne[0] && iy >= 0 && iy < x->ne[1])
-                            memcpy(&v, PTR(x, ix, iy, ci, c->n), sizeof v);
-                    } else if (ix >= 0 && ix < x->ne[0]) {
-                        memcpy(&v, PTR(x, ix, ci, c->n, 0), sizeof v);
-                    }
-                    row[(ci * Kh + kh) * Kw + kw] = v;
-                }
+    int64_t r0, r1;
+    mmp__split(CK, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t bi = 0; bi < c->nb; bi++) {
+            const int64_t kw = r % Kw, kh = (r / Kw) % Kh, ci = r / (Kw * Kh);
+            float *dst = c->col + (r * c->nb + bi) * c->qc;
+            /* walk the positions one output row (segment) at a time */
+            for (int64_t q = c->q0; q < c->q0 + c->qc;) {
+                const int64_t oy = q / c->Wo, ox0 = q % c->Wo;
+                const int64_t ox1 = MMP_MIN(c->Wo, ox0 + (c->q0 + c->qc - q));
+                col_segment(c, ci, kh, kw, c->n + bi, oy, ox0, ox1, dst + (q - c->q0));
+                q += ox1 - ox0;
             }
+        }
+}
+
+/* Few output channels (an RGB conv_out: Cout 3): a GEMM with M = 3 streams an im2col matrix
+ * of CK x P floats (1.2 GB for a 512x512 image from 128 channels) to do 3 multiply-adds per
+ * element. Instead, each unit (image, output row) builds one tap's input row at a time in
+ * per-thread scratch [Wo] and adds it, times each channel's weight, into the output rows. */
+#define CONV_DIRECT_MAX_COUT 4
+struct conv_direct_task {
+    struct im2col_task c;
+    const float *W;        /* [Cout, CK] f32 */
+    float *out;            /* [N, Cout, Ho, Wo] */
+    int64_t Cout, Ho;
+    float *scratch;        /* [n_threads][Wo] */
+    atomic_llong next;
+};
+
+static void conv_direct_fn(void *arg, int ith, int nth) {
+    struct conv_direct_task *d = arg;
+    const struct im2col_task *c = &d->c;
+    const mmp_tensor *w = c->w;
+    const int64_t Kw = w->ne[0], Kh = c->two ? w->ne[1] : 1, Cin = c->two ? w->ne[2] : w->ne[1];
+    const int64_t CK = Kw * Kh * Cin, Wo = c->Wo, Ho = d->Ho, N = c->nb;
+    float *buf = d->scratch + (size_t)ith * (size_t)Wo;
+    (void)nth;
+    for (;;) {
+        const int64_t u = atomic_fetch_add(&d->next, 1);
+        if (u >= N * Ho) break;
+        const int64_t n = u / Ho, oy = u % Ho;
+        float *o[CONV_DIRECT_MAX_COUT];
+        for (int64_t co = 0; co < d->Cout; co++) {
+            o[co] = d->out + ((n * d->Cout + co) * Ho + oy) * Wo;
+            memset(o[co], 0, (size_t)Wo * sizeof(float));
+        }
+        for (int64_t r = 0; r < CK; r++) {
+            const int64_t kw = r % Kw, kh = (r / Kw) % Kh, ci = r / (Kw * Kh);
+            col_segment(c, ci, kh, kw, n, oy, 0, Wo, buf);
+            for (int64_t co = 0; co < d->Cout; co++) {
+                const float wv = d->W[co * CK + r];
+                float *restrict y = o[co];
+                for (int64_t x = 0; x < Wo; x++) y[x] += wv * buf[x];
+            }
+        }
+    }
+}
+
+/* Small weights (Cout x CK <= CONV_TILE_MAX_W floats: TAESD's 64-channel and the VAE's
+ * 128-channel convs): each thread claims tiles of `tile` output positions of one image,
+ * builds the tile's im2col [CK, tile] in its own L2-sized scratch and runs a single-threaded
+ * sgemm on it at once, so the column matrix never leaves the core's cache and there is no
+ * park / BLAS-wake round trip per chunk. (The weights, re-read per tile, are small.) */
+#define CONV_TILE_MAX_W ((int64_t)256 << 10)
+#define CONV_TILE_ELEMS ((int64_t)256 << 10)
+struct conv_tile_task {
+    struct im2col_task c;
+    const float *W;
+    float *out;
+    int64_t Cout, CK, P, tile, N;
+    float *scratch;   /* [n_threads][CK * tile] */
+    atomic_llong next;
+};
+
+static int64_t conv_tile_of(int64_t CK, int64_t P) {
+    int64_t t = MMP_MAX((int64_t)16, CONV_TILE_ELEMS / CK);
+    t = (t + 15) & ~(int64_t)15;
+    return MMP_MIN(t, P);
+}
+
+static void conv_tile_fn(void *arg, int ith, int nth) {
+    struct conv_tile_task *d = arg;
+    const struct im2col_task *c = &d->c;
+    const mmp_tensor *w = c->w;
+    const int64_t Kw = w->ne[0], Kh = c->two ? w->ne[1] : 1;
+    const int64_t per = (d->P + d->tile - 1) / d->tile;
+    float *col = d->scratch + (size_t)ith * (size_t)(d->CK * d->tile);
+    (void)nth;
+    for (;;) {
+        const int64_t u = atomic_fetch_add(&d->next, 1);
+        if (u >= d->N * per) break;
+        const int64_t n = u / per, q0 = (u % per) * d->tile, qc = MMP_MIN(d->tile, d->P - q0);
+        for (int64_t r = 0; r < d->CK; r++) {
+            const int64_t kw = r % Kw, kh = (r / Kw) % Kh, ci = r / (Kw * Kh);
+            float *dst = col + r * qc;
+            for (int64_t q = q0; q < q0 + qc;) {
+                const int64_t oy = q / c->Wo, ox0 = q % c->Wo;
+                const int64_t ox1 = MMP_MIN(c->Wo, ox0 + (q0 + qc - q));
+                col_segment(c, ci, kh, kw, n, oy, ox0, ox1, dst + (q - q0));
+                q += ox1 - ox0;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d->Cout, (int)qc, (int)d->CK, 1.0f, d->W,
+                    (int)d->CK, col, (int)qc, 0.0f, d->out + n * d->Cout * d->P + q0, (int)d->P);
+    }
+}
+
+/* Columns of a conv GEMM: chunks of `chunk` output positions of one image; when a whole image
+ * has fewer positions than the chunk budget (the UNet's 8x8 and 4x4 levels), `nb` images go
+ * side by side in one GEMM, so each (large) weight matrix is streamed once for the batch
+ * instead of once per image; the result then goes through a [Cout, nb*P] buffer. */
+#define CONV_MERGE_COLS 4096
+struct conv_plan { int64_t CK, P, N, Cout, chunk, nb; };
+
+static struct conv_plan conv_plan_of(const mmp_tensor *t) {
+    const bool two = t->op == MMP_OP_CONV2D;
+    const mmp_tensor *w = t->src[0], *x = t->src[1];
+    struct conv_plan p;
+    p.Cout = two ? w->ne[3] : w->ne[2];
+    p.CK = w->ne[0] * w->ne[1] * (two ? w->ne[2] : 1);
+    p.P = t->ne[0] * (two ? t->ne[1] : 1);
+    p.N = two ? x->ne[3] : x->ne[2];
+    const int64_t budget = MMP_MAX((int64_t)1, COL_CHUNK_ELEMS / p.CK);
+    p.chunk = MMP_MIN(p.P, budget);
+    p.nb = 1;
+    if (p.N > 1 && p.P < budget && 2 * p.P <= CONV_MERGE_COLS)
+        p.nb = MMP_MIN(p.N, MMP_MIN(budget, (int64_t)CONV_MERGE_COLS) / p.P);
+    return p;
+}
+
+/* Bytes of the first work region: the im2col chunk, or the direct path's per-thread rows. */
+static size_t conv_col_bytes(const struct conv_plan *p, const mmp_tensor *t, int n_threads) {
+    size_t s = (size_t)p->chunk * (size_t)p->nb * (size_t)p->CK;
+    if (p->Cout <= CONV_DIRECT_MAX_COUT) s = MMP_MAX(s, (size_t)n_threads * (size_t)t->ne[0]);
+    else if (p->Cout * p->CK <= CONV_TILE_MAX_W)
+        s = MMP_MAX(s, (size_t)n_threads * (size_t)(p->CK * conv_tile_of(p->CK, p->P)));
+    return al(s * sizeof(float));
+}
+
+static size_t conv_work(const mmp_tensor *t, int n_threads) {
+    const struct conv_plan p = conv_plan_of(t);
+    size_t s = conv_col_bytes(&p, t, n_threads);
+    if (p.nb > 1) s += al((size_t)p.Cout * (size_t)p.nb * (size_t)p.P * sizeof(float));
+    if (t->src[0]->type != MMP_TYPE_F32) s += al((size_t)mmp_nelements(t->src[0]) * sizeof(float));
+    return s;
+}
+
+/* out image n0+k [Cout, P] = tmp [Cout, k*P .. (k+1)*P) */
+struct conv_scatter { const float *tmp; float *out; int64_t Cout, P, nb; };
+
+static void conv_scatter_fn(void *arg, int ith, int nth) {
+    struct conv_scatter *c = arg;
+    int64_t r0, r1;
+    mmp__split(c->Cout * c->nb, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t co = r % c->Cout, k = r / c->Cout;
+        memcpy(c->out + (k * c->Cout + co) * c->P, c->tmp + (co * c->nb + k) * c->P, (size_t)c->P * sizeof(float));
     }
 }
 
 static enum mmp_status conv_impl(struct mmp__cpu_exec *ex, mmp_tensor *t, bool two) {
     const mmp_tensor *w = t->src[0], *x = t->src[1];
-    const int64_t Cout = two ? w->ne[3] : w->ne[2];
-    const int64_t CK = w->ne[0] * w->ne[1] * (two ? w->ne[2] : 1);
-    const int64_t P = t->ne[0] * (two ? t->ne[1] : 1);   /* output positions per image */
-    const int64_t N = two ? x->ne[3] : x->ne[2];
-    const int64_t chunk = MMP_MAX((int64_t)1, MMP_MIN(P, COL_CHUNK_ELEMS / CK));
-    float *col = (float *)ex->work;
+    const struct conv_plan pl = conv_plan_of(t);
+    const int64_t Cout = pl.Cout, CK = pl.CK, P = pl.P, N = pl.N, chunk = pl.chunk;
+    char *wk = ex->work;
+    float *col = (float *)wk;
+    wk += conv_col_bytes(&pl, t, ex->n_threads);
+    float *tmp = NULL;
+    if (pl.nb > 1) {
+        tmp = (float *)wk;
+        wk += al((size_t)Cout * (size_t)pl.nb * (size_t)P * sizeof(float));
+    }
     const float *W = (const float *)w->data;
     if (w->type != MMP_TYPE_F32) {
-        float *wf = (float *)(ex->work + al((size_t)chunk * (size_t)CK * sizeof(float)));
+        float *wf = (float *)wk;
         struct deq_task d = {w->type, w->data, (size_t)CK * 2, CK, 0, Cout, wf};
         int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, Cout * CK / 16384));
         mmp__pool_run(ex->pool, deq_fn, &d, nth);
         W = wf;
     }
-    struct im2col_task c = {x, w, two, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, col};
+    struct im2col_task c = {x, w, two, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, col};
     if (two) {
         c.s0 = t->op_params[0]; c.s1 = t->op_params[1]; c.p0 = t->op_params[2];
         c.p1 = t->op_params[3]; c.d0 = t->op_params[4]; c.d1 = t->op_params[5];
@@ -457,19 +645,82 @@ static enum mmp_status conv_impl(struct mmp__cpu_exec *ex, mmp_tensor *t, bool t
         c.s1 = 1; c.d1 = 1;
     }
     c.Wo = t->ne[0];
+    /* A 1x1 kernel with stride 1 and no padding reads the input as it is: x [Cin, P] is
+     * already the col matrix when each channel's plane is contiguous. */
+    const bool pointwise = w->ne[0] == 1 && (!two || w->ne[1] == 1) && c.s0 == 1 && c.p0 == 0 &&
+                           (!two || (c.s1 == 1 && c.p1 == 0)) && t->ne[0] == x->ne[0] &&
+                           (!two || t->ne[1] == x->ne[1]) && x->nb[0] == sizeof(float) &&
+                           (two ? x->nb[1] == (size_t)x->ne[0] * sizeof(float) &&
+                                      x->nb[2] == (size_t)P * sizeof(float)
+                                : x->nb[1] == (size_t)P * sizeof(float));
+    if (Cout <= CONV_DIRECT_MAX_COUT && !pointwise) {
+        struct conv_direct_task d;
+        memset(&d, 0, sizeof d);
+        d.c = c;
+        d.c.n = 0;
+        d.c.nb = N;
+        d.W = W;
+        d.out = (float *)t->data;
+        d.Cout = Cout;
+        d.Ho = two ? t->ne[1] : 1;
+        d.scratch = col;
+        atomic_init(&d.next, 0);
+        const int64_t work = N * P * CK * (Cout + 1);
+        int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MIN(N * d.Ho, MMP_MAX((int64_t)1, work / 65536)));
+        mmp__pool_run(ex->pool, conv_direct_fn, &d, nth);
+        return MMP_OK;
+    }
+    if (Cout * CK <= CONV_TILE_MAX_W && !pointwise) {
+        struct conv_tile_task d;
+        memset(&d, 0, sizeof d);
+        d.c = c;
+        d.W = W;
+        d.out = (float *)t->data;
+        d.Cout = Cout; d.CK = CK; d.P = P; d.N = N;
+        d.tile = conv_tile_of(CK, P);
+        d.scratch = col;
+        atomic_init(&d.next, 0);
+        const int64_t units = N * ((P + d.tile - 1) / d.tile);
+        const int64_t work = N * P * CK * Cout;
+        int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MIN(units, MMP_MAX((int64_t)1, work / ((int64_t)1 << 20))));
+        openblas_set_num_threads(1);
+        mmp__pool_run(ex->pool, conv_tile_fn, &d, nth);
+        blas_threads(ex);
+        return MMP_OK;
+    }
     blas_threads(ex);
-    for (int64_t n = 0; n < N; n++) {
-        c.n = n;
+    for (int64_t n = 0; n < N;) {
         float *out = (float *)t->data + n * Cout * P;
+        if (pointwise) {
+            const float *B = (const float *)(two ? PTR(x, 0, 0, 0, n) : PTR(x, 0, 0, n, 0));
+            mmp__pool_park(ex->pool);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)P, (int)CK, 1.0f, W, (int)CK, B,
+                        (int)P, 0.0f, out, (int)P);
+            n++;
+            continue;
+        }
+        c.n = n;
+        c.nb = MMP_MIN(pl.nb, N - n);
         for (c.q0 = 0; c.q0 < P; c.q0 += chunk) {
             c.qc = MMP_MIN(chunk, P - c.q0);
-            int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, c.qc * CK / 16384));
+            const int64_t cols = c.nb * c.qc;
+            int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, cols * CK / 16384));
             mmp__pool_run(ex->pool, im2col_fn, &c, nth);
-            /* out [Cout, P] (columns q0..q0+qc) = W [Cout, CK] . col [qc, CK]^T */
             mmp__pool_park(ex->pool);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cout, (int)c.qc, (int)CK, 1.0f, W, (int)CK, col,
-                        (int)CK, 0.0f, out + c.q0, (int)P);
+            if (c.nb == 1) {
+                /* out [Cout, P] (columns q0..q0+qc) = W [Cout, CK] . col [CK, qc] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)c.qc, (int)CK, 1.0f, W,
+                            (int)CK, col, (int)c.qc, 0.0f, out + c.q0, (int)P);
+            } else {
+                /* tmp [Cout, nb*P] = W . col [CK, nb*P], then per image into out */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cout, (int)cols, (int)CK, 1.0f, W,
+                            (int)CK, col, (int)cols, 0.0f, tmp, (int)cols);
+                struct conv_scatter sc = {tmp, out, Cout, P, c.nb};
+                int ns = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, Cout * cols / 16384));
+                mmp__pool_run(ex->pool, conv_scatter_fn, &sc, ns);
+            }
         }
+        n += c.nb;
     }
     return MMP_OK;
 }
@@ -488,32 +739,70 @@ struct attn_ctx {
     int64_t n_past;
     char *scratch;       /* per-thread (vector path) */
     size_t scratch_per;
-    /* gemm path: one (b, h) and a chunk of queries */
-    int64_t b, h, i0, qc;
-    float *S;            /* [qc, Tk] */
+    /* gemm path: queries per unit, next unit to claim */
+    int64_t qb;
+    atomic_llong next;
     mmp_vec_dot_fn kdot; /* vector path: dot(k row, q row) for k's type */
 };
 
-/* Scaled scores row i (query) for head h, batch b, already in s[0..Tk): mask, causal,
- * softmax in place; returns false (and zeros) if every key is masked. */
-static void softmax_scores(const struct attn_ctx *c, float *s, int64_t i, int64_t h) {
+/* s[j] = exp(s[j] - mx) for j < n; returns the sum (double, as the reference). */
+static double exp_sub_sum(float *s, int64_t n, float mx) {
+    int64_t j = 0;
+    double sum = 0.0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = mmp__exp_neg_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+        _mm256_storeu_ps(s + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float a8[8];
+    _mm256_storeu_ps(a8, acc);
+    for (int i = 0; i < 8; i++) sum += a8[i];
+#endif
+    for (; j < n; j++) { float e = expf(s[j] - mx); s[j] = e; sum += e; }
+    return sum;
+}
+
+/* max of s[0..n) (n >= 1; -INFINITY when all are) */
+static float row_max(const float *s, int64_t n) {
+    int64_t j = 0;
+    float mx = -INFINITY;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (n >= 8) {
+        __m256 m = _mm256_set1_ps(-INFINITY);
+        for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
+        float a8[8];
+        _mm256_storeu_ps(a8, m);
+        for (int i = 0; i < 8; i++) mx = a8[i] > mx ? a8[i] : mx;
+    }
+#endif
+    for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    return mx;
+}
+
+/* Scaled scores row i (query) for head h, batch b, already in s[0..n_cols): mask, causal,
+ * exp(s - max). Normalized in place when `normalize`; otherwise the caller scales the output
+ * row by the returned 1/sum (0 when every key is masked: the row is zeros). Columns from the
+ * causal horizon up to n_cols are zeroed. */
+static float softmax_scores(const struct attn_ctx *c, float *s, int64_t i, int64_t h, int64_t n_cols, bool normalize) {
     const int64_t Tk = c->k->ne[1];
     const int64_t n_vis = c->causal ? MMP_MIN(Tk, i + c->n_past + 1) : Tk;
     const float *m = c->mask ? (const float *)PTR(c->mask, 0, i, c->mask->ne[2] > 1 ? h : 0, 0) : NULL;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n_vis; j++) {
-        if (m) s[j] += m[j];
-        if (s[j] > mx) mx = s[j];
-    }
+    if (m)
+        for (int64_t j = 0; j < n_vis; j++) s[j] += m[j];
+    const float mx = n_vis > 0 ? row_max(s, n_vis) : -INFINITY;
     if (mx == -INFINITY) {
-        for (int64_t j = 0; j < Tk; j++) s[j] = 0.0f;
-        return;
+        for (int64_t j = 0; j < n_cols; j++) s[j] = 0.0f;
+        return 0.0f;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n_vis; j++) { float e = expf(s[j] - mx); s[j] = e; sum += e; }
+    const double sum = exp_sub_sum(s, n_vis, mx);
     const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < n_vis; j++) s[j] *= inv;
-    for (int64_t j = n_vis; j < Tk; j++) s[j] = 0.0f;
+    if (normalize)
+        for (int64_t j = 0; j < n_vis; j++) s[j] *= inv;
+    for (int64_t j = n_vis; j < n_cols; j++) s[j] = 0.0f;
+    return normalize ? 1.0f : inv;
 }
 
 /* Decode-style attention: one (batch, head, query) row per step. Keys are read in place
@@ -533,7 +822,7 @@ static void attn_vec_fn(void *arg, int ith, int nth) {
         const float *qr = (const float *)PTR(q, 0, i, h, b);
         const int64_t n_vis = c->causal ? MMP_MIN(Tk, i + c->n_past + 1) : Tk;
         for (int64_t j = 0; j < n_vis; j++) s[j] = c->kdot(D, PTR(k, 0, j, hk, b), qr) * c->scale;
-        softmax_scores(c, s, i, h);
+        softmax_scores(c, s, i, h, Tk, true);
         for (int64_t x = 0; x < Dv; x++) acc[x] = 0.0f;
         for (int64_t j = 0; j < n_vis; j++) {
             const float p = s[j];
@@ -547,12 +836,43 @@ static void attn_vec_fn(void *arg, int ith, int nth) {
     }
 }
 
-static void attn_softmax_fn(void *arg, int ith, int nth) {
+/* GEMM attention, one unit = (batch, head, block of qb queries), claimed dynamically by each
+ * pool chunk (one scratch slot S [qb, Tk] per chunk): S = scale Q K^T, softmax rows,
+ * O = S V written straight into out [Dv, H, Tq] (row stride H*Dv). The products run as
+ * single-threaded sgemm calls inside the pool's threads (BLAS set to 1 thread for the node):
+ * a block's scores stay in that core's cache between the three steps, and there is no
+ * park / BLAS-wake round trip per block. */
+static void attn_gemm_fn(void *arg, int ith, int nth) {
     struct attn_ctx *c = arg;
-    const int64_t Tk = c->k->ne[1];
-    int64_t r0, r1;
-    mmp__split(c->qc, ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) softmax_scores(c, c->S + r * Tk, c->i0 + r, c->h);
+    (void)nth;
+    const int64_t Tq = c->q->ne[1], H = c->q->ne[2], B = c->q->ne[3], D = c->q->ne[0];
+    const int64_t Tk = c->k->ne[1], Hkv = c->k->ne[2], Dv = c->v->ne[0], grp = H / Hkv;
+    const int64_t nqb = (Tq + c->qb - 1) / c->qb, units = B * H * nqb;
+    float *S = (float *)(c->scratch + (size_t)ith * c->scratch_per);
+    float *inv = S + c->qb * Tk;   /* [qb] */
+    for (;;) {
+        const int64_t u = atomic_fetch_add(&c->next, 1);
+        if (u >= units) break;
+        const int64_t ib = u % nqb, h = (u / nqb) % H, b = u / (nqb * H), hk = h / grp;
+        const int64_t i0 = ib * c->qb, qc = MMP_MIN(c->qb, Tq - i0);
+        const float *Q = (const float *)PTR(c->q, 0, i0, h, b);
+        const float *Kp = (const float *)PTR(c->k, 0, 0, hk, b);
+        const float *Vp = (const float *)PTR(c->v, 0, 0, hk, b);
+        /* causal: keys past the last query's horizon get no weight; skip them in the products */
+        const int64_t nk = c->causal ? MMP_MIN(Tk, i0 + qc + c->n_past) : Tk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qc, (int)nk, (int)D, c->scale, Q,
+                    (int)(c->q->nb[1] / 4), Kp, (int)(c->k->nb[1] / 4), 0.0f, S, (int)Tk);
+        /* unnormalized probabilities; each output row is scaled by its 1/sum afterwards (Dv
+         * multiplies per row instead of another pass over Tk scores) */
+        for (int64_t r = 0; r < qc; r++) inv[r] = softmax_scores(c, S + r * Tk, i0 + r, h, nk, false);
+        float *O = (float *)c->t->data + ((b * Tq + i0) * H + h) * Dv;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qc, (int)Dv, (int)nk, 1.0f, S, (int)Tk,
+                    Vp, (int)(c->v->nb[1] / 4), 0.0f, O, (int)(H * Dv));
+        for (int64_t r = 0; r < qc; r++) {
+            float *o = O + r * H * Dv;
+            for (int64_t x = 0; x < Dv; x++) o[x] *= inv[r];
+        }
+    }
 }
 
 enum mmp_status mmp__cpu_attn(struct mmp__cpu_exec *ex, mmp_tensor *t) {
@@ -568,7 +888,7 @@ enum mmp_status mmp__cpu_attn(struct mmp__cpu_exec *ex, mmp_tensor *t) {
     c.n_past = t->op_params[2];
     char *w = ex->work;
     const int64_t D = c.q->ne[0], Tq = c.q->ne[1], H = c.q->ne[2], B = c.q->ne[3];
-    const int64_t Tk = c.k->ne[1], Hkv = c.k->ne[2], Dv = c.v->ne[0], grp = H / Hkv;
+    const int64_t Tk = c.k->ne[1], Dv = c.v->ne[0];
     const bool strides_ok = c.q->nb[1] % 4 == 0 && c.k->nb[1] % 4 == 0 && c.v->nb[1] % 4 == 0 &&
                             c.k->nb[1] % c.k->nb[0] == 0 && c.v->nb[1] % c.v->nb[0] == 0;
     if (Tq < GEMM_MIN_N || Tk < GEMM_MIN_N || !strides_ok) {
@@ -598,28 +918,14 @@ enum mmp_status mmp__cpu_attn(struct mmp__cpu_exec *ex, mmp_tensor *t) {
         w += al((size_t)mmp_nelements(c.v) * sizeof(float));
         c.v = &vc;
     }
-    /* Per (batch, head) and chunk of queries: S = scale Q K^T (sgemm), softmax rows (pool),
-     * O = S V (sgemm) written straight into out [Dv, H, Tq] (row stride H*Dv). */
-    c.S = (float *)w;
+    c.qb = attn_qblock(Tq, Tk, D);
+    c.scratch = w;
+    c.scratch_per = al(((size_t)c.qb * (size_t)Tk + (size_t)c.qb) * sizeof(float));
+    atomic_init(&c.next, 0);
+    const int64_t units = B * H * ((Tq + c.qb - 1) / c.qb);
+    const int nth = (int)MMP_MIN((int64_t)ex->n_threads, units);
+    openblas_set_num_threads(1);
+    mmp__pool_run(ex->pool, attn_gemm_fn, &c, nth);
     blas_threads(ex);
-    for (c.b = 0; c.b < B; c.b++)
-        for (c.h = 0; c.h < H; c.h++) {
-            const int64_t hk = c.h / grp;
-            for (c.i0 = 0; c.i0 < Tq; c.i0 += ATTN_QCHUNK) {
-                c.qc = MMP_MIN((int64_t)ATTN_QCHUNK, Tq - c.i0);
-                const float *Q = (const float *)PTR(c.q, 0, c.i0, c.h, c.b);
-                const float *Kp = (const float *)PTR(c.k, 0, 0, hk, c.b);
-                const float *Vp = (const float *)PTR(c.v, 0, 0, hk, c.b);
-                mmp__pool_park(ex->pool);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.qc, (int)Tk, (int)D, c.scale, Q,
-                            (int)(c.q->nb[1] / 4), Kp, (int)(c.k->nb[1] / 4), 0.0f, c.S, (int)Tk);
-                int nth = (int)MMP_MIN((int64_t)ex->n_threads, MMP_MAX((int64_t)1, c.qc * Tk / 16384));
-                mmp__pool_run(ex->pool, attn_softmax_fn, &c, nth);
-                float *O = (float *)t->data + ((c.b * Tq + c.i0) * H + c.h) * Dv;
-                mmp__pool_park(ex->pool);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c.qc, (int)Dv, (int)Tk, 1.0f, c.S, (int)Tk,
-                            Vp, (int)(c.v->nb[1] / 4), 0.0f, O, (int)(H * Dv));
-            }
-        }
     return MMP_OK;
 }

@@ -57,6 +57,51 @@ static inline float act(enum mmp_unary op, float x) {
     }
 }
 
+/* y[i] = act(op, x[i]) for GELU (erf) and the sigmoid family (SiLU, quick GELU, sigmoid), 8 lanes at a time
+ * where AVX2 is there: sigmoid(z) from e = exp(-|z|) (never overflows) as 1/(1+e) for z >= 0
+ * and e/(1+e) below. Returns how many leading elements it did (the caller does the rest). */
+static int64_t act_sigmoid_vec(enum mmp_unary op, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#ifdef MMP_HAVE_EXP_NEG_PS
+    if (op == MMP_UNARY_GELU) {
+        /* 0.5 x (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7,
+         * against a 1 it is added to), odd in its argument */
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 v = _mm256_loadu_ps(x + i);
+            const __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+            const __m256 az = _mm256_andnot_ps(sign, z);
+            const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, one));
+            __m256 p = _mm256_set1_ps(1.061405429f);
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+            p = _mm256_mul_ps(p, t);
+            const __m256 e = mmp__exp_neg_ps(_mm256_or_ps(_mm256_mul_ps(z, z), sign));   /* exp(-z^2) */
+            const __m256 erf_abs = _mm256_fnmadd_ps(p, e, one);
+            const __m256 erf = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z));
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, erf)));
+        }
+        return i;
+    }
+    if (op != MMP_UNARY_SILU && op != MMP_UNARY_QUICK_GELU && op != MMP_UNARY_SIGMOID) return 0;
+    const __m256 k = _mm256_set1_ps(op == MMP_UNARY_QUICK_GELU ? 1.702f : 1.0f);
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i), z = _mm256_mul_ps(v, k);
+        const __m256 e = mmp__exp_neg_ps(_mm256_or_ps(z, sign));   /* exp(-|z|) */
+        const __m256 den = _mm256_add_ps(one, e);
+        const __m256 pos = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ);
+        const __m256 sg = _mm256_div_ps(_mm256_blendv_ps(e, one, pos), den);
+        _mm256_storeu_ps(y + i, op == MMP_UNARY_SIGMOID ? sg : _mm256_mul_ps(v, sg));
+    }
+#else
+    (void)op; (void)x; (void)y; (void)n;
+#endif
+    return i;
+}
+
 /* Per-thread row scratch for non-contiguous sources: ne0 floats per source per thread. */
 static float *thread_tmp(struct mmp__cpu_exec *ex, int ith, int64_t n_per_thread) {
     return (float *)ex->work + (size_t)ith * (size_t)n_per_thread;
@@ -79,6 +124,18 @@ static void binary_task(void *arg, int ith, int nth) {
         float *y = (float *)t->data + r * ne0;
         const int64_t bn = b->ne[0];
         float *yb = tmp + ne0;
+        if (bn == 1 && ne0 > 1) {
+            /* per-row scalar (a bias over channels on [W, H, C] maps) */
+            float bv;
+            memcpy(&bv, bp, sizeof bv);
+            switch (t->op) {
+            case MMP_OP_ADD: for (int64_t i = 0; i < ne0; i++) y[i] = x[i] + bv; break;
+            case MMP_OP_SUB: for (int64_t i = 0; i < ne0; i++) y[i] = x[i] - bv; break;
+            case MMP_OP_MUL: for (int64_t i = 0; i < ne0; i++) y[i] = x[i] * bv; break;
+            default:         for (int64_t i = 0; i < ne0; i++) y[i] = x[i] / bv; break;
+            }
+            continue;
+        }
         /* expand b's row to ne0 values (broadcast along ne[0] when bn < ne0) */
         const float *yv;
         if (bn == ne0 && b->nb[0] == sizeof(float)) {
@@ -118,13 +175,18 @@ static void map_task(void *arg, int ith, int nth) {
             break;
         case MMP_OP_UNARY: {
             enum mmp_unary op = (enum mmp_unary)t->op_params[0];
-            for (int64_t i = 0; i < ne0; i++) y[i] = act(op, x[i]);
+            for (int64_t i = act_sigmoid_vec(op, x, y, ne0); i < ne0; i++) y[i] = act(op, x[i]);
             break;
         }
         case MMP_OP_GLU: {
             enum mmp_unary op = (enum mmp_unary)t->op_params[0];
             const float *g = row_f32(t->src[1], i1, i2, i3, tmp + a->ne[0]);
-            for (int64_t i = 0; i < ne0; i++) y[i] = act(op, x[i]) * g[i];
+            int64_t i = 0;
+            if (y != g) {   /* act into y, then scale by the gate */
+                i = act_sigmoid_vec(op, x, y, ne0);
+                for (int64_t j = 0; j < i; j++) y[j] *= g[j];
+            }
+            for (; i < ne0; i++) y[i] = act(op, x[i]) * g[i];
             break;
         }
         case MMP_OP_SUM_ROWS: {

@@ -617,6 +617,83 @@ static void test_chunked_paths(void **state) {
     tc_free(&c);
 }
 
+/* Activations over a wide range (the vectorized exp/erf paths: saturation, exp underflow)
+ * and softmax over rows with a wide spread of scores. */
+static void test_unary_wide(void **state) {
+    (void)state;
+    for (int op = 0; op < MMP_UNARY_COUNT; op++) {
+        struct tc c;
+        tc_init(&c);
+        mmp_tensor *a = inp(&c, MMP_TYPE_F32, 67, 5, 2, 1, -60.0f, 60.0f);
+        char what[64];
+        snprintf(what, sizeof what, "unary wide %d", op);
+        check_node(&c, mmp_unary(c.g, a, (enum mmp_unary)op), what);
+        tc_free(&c);
+    }
+    struct tc c;
+    tc_init(&c);
+    mmp_tensor *q = inp(&c, MMP_TYPE_F32, 16, 40, 2, 1, -6.0f, 6.0f);
+    mmp_tensor *k = inp(&c, MMP_TYPE_F32, 16, 45, 2, 1, -6.0f, 6.0f);
+    mmp_tensor *v = inp_f32(&c, 16, 45, 2, 1);
+    check_node(&c, mmp_attn(c.g, q, k, v, NULL, 1.0f, false, 0), "attn wide scores");
+    tc_free(&c);
+}
+
+/* Convolution GEMM layouts of the CPU backend: a contiguous 1x1 (the input used as the GEMM
+ * operand directly, F16 weights, batch 2); a 3x3 whose im2col chunks end mid-row (CK = 4608,
+ * 1600 positions); batch items merged side by side in one GEMM (small images, batch 3);
+ * per-thread tiles (small weights) and the shared GEMM (big weights); the direct path for a
+ * few output channels. */
+static void test_conv_gemm_paths(void **state) {
+    (void)state;
+    struct tc c;
+    tc_init(&c);
+    mmp_tensor *w = inp(&c, MMP_TYPE_F16, 1, 1, 6, 7, -1, 1);
+    mmp_tensor *x = inp_f32(&c, 9, 5, 6, 2);
+    check_node(&c, mmp_conv2d(c.g, w, x, 1, 1, 0, 0, 1, 1), "conv2d 1x1 pointwise");
+    tc_free(&c);
+    tc_init(&c);
+    w = inp_f32(&c, 3, 3, 512, 5);
+    x = inp_f32(&c, 40, 40, 512, 1);
+    check_node(&c, mmp_conv2d(c.g, w, x, 1, 1, 1, 1, 1, 1), "conv2d im2col chunks");
+    tc_free(&c);
+    tc_init(&c);
+    w = inp_f32(&c, 3, 3, 4, 5);
+    x = inp_f32(&c, 6, 5, 4, 3);
+    check_node(&c, mmp_conv2d(c.g, w, x, 2, 1, 1, 0, 1, 2), "conv2d merged batch");
+    tc_free(&c);
+    /* weights above the per-thread tile limit (64 x 4608 floats): the shared GEMM, in chunks
+     * that end mid-row, and with batch items merged */
+    tc_init(&c);
+    w = inp_f32(&c, 3, 3, 512, 64);
+    x = inp_f32(&c, 34, 30, 512, 1);
+    check_node(&c, mmp_conv2d(c.g, w, x, 1, 1, 1, 1, 1, 1), "conv2d big weights chunks");
+    tc_free(&c);
+    tc_init(&c);
+    w = inp_f32(&c, 3, 3, 512, 64);
+    x = inp_f32(&c, 6, 5, 512, 3);
+    check_node(&c, mmp_conv2d(c.g, w, x, 1, 1, 1, 1, 1, 1), "conv2d big weights merged batch");
+    tc_free(&c);
+    /* per-thread tiles across a 1D signal (2 tiles of 1376 positions) */
+    tc_init(&c);
+    w = inp_f32(&c, 3, 64, 8, 1);
+    x = inp_f32(&c, 1500, 64, 1, 1);
+    check_node(&c, mmp_conv1d(c.g, w, x, 1, 1, 1), "conv1d tiles");
+    tc_free(&c);
+    /* few output channels: the direct (no GEMM) path, 2D with stride/padding and F16
+     * weights, batch 2; and 1D */
+    tc_init(&c);
+    w = inp(&c, MMP_TYPE_F16, 3, 3, 24, 3, -1, 1);
+    x = inp_f32(&c, 33, 17, 24, 2);
+    check_node(&c, mmp_conv2d(c.g, w, x, 2, 1, 1, 1, 1, 1), "conv2d direct Cout 3");
+    tc_free(&c);
+    tc_init(&c);
+    w = inp_f32(&c, 5, 16, 2, 1);
+    x = inp_f32(&c, 300, 16, 2, 1);
+    check_node(&c, mmp_conv1d(c.g, w, x, 1, 2, 2), "conv1d direct Cout 2");
+    tc_free(&c);
+}
+
 /* Sizes above the CPU backend's thresholds for using more than one thread (mat-vec weights of
  * 256 KiB and more, split in row chunks claimed dynamically; elementwise work of 64K units;
  * vector attention of 128K multiply-adds), so the pool's chunked paths are compared with the
@@ -722,6 +799,8 @@ int main(void) {
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_gemm_paths),
+        cmocka_unit_test(test_unary_wide),
         cmocka_unit_test(test_resample),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_cpy),

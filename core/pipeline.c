@@ -2,6 +2,7 @@
  * types, creation (stages loaded, connections re-checked with model-narrowed types), the run in
  * topological order, and the text / Graphviz views. The file parser is core/pipeline_file.c. */
 #include "mmpipe/pipeline.h"
+#include "mmpipe/store.h"
 #include "pipeline-impl.h"
 #include "util.h"
 
@@ -768,6 +769,7 @@ struct mmp_pipeline {
     mmp_pipeline_params params;
     mmp_stage **stages;          /* [ns], by declaration index */
     char **strs;                 /* [ns * 3]: substituted model/aux/options the stages point to */
+    mmp_store *own_store;        /* the pipeline's own store when the caller gave none */
 };
 
 mmp_pipeline_params mmp_pipeline_params_default(void) {
@@ -826,6 +828,7 @@ void mmp_pipeline_free(mmp_pipeline *p) {
         for (int i = 0; i < p->g.ns * 3; i++) free(p->strs[i]);
     free(p->stages);
     free(p->strs);
+    mmp_store_free(p->own_store); /* after the stages: they hold its models */
     rgraph_free(&p->g);
     mmp_pipeline_desc_free(p->d);
     free(p);
@@ -839,6 +842,10 @@ mmp_pipeline *mmp_pipeline_new(const mmp_pipeline_desc *d, const mmp_registry *r
     if (p->params.n_threads <= 0) p->params.n_threads = 1;
     if (resolve(d, r, &p->g) != MMP_OK) { free(p); return NULL; }
     if (!(p->d = desc_copy(d))) goto fail;
+    if (!p->params.store) {
+        if (!(p->own_store = mmp_store_new())) goto fail;
+        p->params.store = p->own_store;
+    }
     int ns = p->g.ns;
     p->stages = mmp__calloc((size_t)ns, sizeof *p->stages);
     p->strs = mmp__calloc((size_t)ns * 3, sizeof *p->strs);
@@ -860,6 +867,9 @@ mmp_pipeline *mmp_pipeline_new(const mmp_pipeline_desc *d, const mmp_registry *r
         sp.progress = p->params.progress;
         sp.abort_cb = p->params.abort_cb;
         sp.cb_user = p->params.cb_user;
+        sp.store = p->params.store;
+        sp.scope = p;          /* stages of one pipeline run one at a time: they may share scratch models */
+        sp.on_text = p->params.on_text;
         if (!(p->stages[i] = mmp_stage_new(p->g.kind[i], &sp))) {
             mmp__error_prefix("%sstage '%s': ", where(d, d->stages[i].line, w, sizeof w), d->stages[i].name);
             goto fail;

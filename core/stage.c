@@ -8,7 +8,7 @@
 
 static const char *const role_names[MMP_ROLE_COUNT] = {
     "any", "pixels", "audio", "mel", "tokens", "embeddings", "hidden", "logits",
-    "conditioning", "latents", "image", "timestep",
+    "conditioning", "latents", "image", "timestep", "text",
 };
 
 const char *mmp_port_role_name(enum mmp_port_role r) {

@@ -59,6 +59,10 @@ MMP_API void mmp_clear_error(void);
  * Abort: return true to stop; the running call then returns MMP_ERR_ABORTED. */
 typedef void (*mmp_progress_fn)(const char *what, int64_t done, int64_t total, void *user);
 typedef bool (*mmp_abort_fn)(void *user);
+/* Streaming text: called with each new piece of generated text (UTF-8, not NUL-terminated,
+ * possibly empty) as soon as it is decided. Return false to stop generating (the text so far
+ * is kept; that is not an error). */
+typedef bool (*mmp_text_fn)(const char *piece, size_t len, void *user);
 
 /* Log levels; the library logs through a per-call sink where it takes one, never to a global. */
 enum mmp_log_level { MMP_LOG_ERROR = 0, MMP_LOG_WARN = 1, MMP_LOG_INFO = 2, MMP_LOG_DEBUG = 3, MMP_LOG_LEVEL_COUNT = 4 };

@@ -12,6 +12,7 @@
 #include "mmpipe/json.h"
 #include "mmpipe/modelfile.h"
 #include "mmpipe/stage.h"
+#include "mmpipe/store.h"
 #include "mmpipe/pipeline.h"
 #include "mmpipe/llm.h"
 #include "mmpipe/sampler.h"

@@ -98,6 +98,12 @@ typedef struct mmp_pipeline_params {
      * MMP_ERR_ABORTED. May be NULL. */
     mmp_abort_fn abort_cb;
     void *cb_user;
+    /* Model store (store.h) shared with other pipelines: each model file is opened once and
+     * read-only models are loaded once for all of them. NULL: the pipeline makes its own store,
+     * so its stages still share files and models among themselves. Must outlive the pipeline. */
+    struct mmp_store *store;
+    /* Streaming text from generating stages (backbone.generate); may be NULL. Uses cb_user. */
+    mmp_text_fn on_text;
     /* new fields only at the end */
 } mmp_pipeline_params;
 

@@ -38,7 +38,8 @@ enum mmp_port_role {
     MMP_ROLE_LATENTS      = 9,  /* diffusion latents [C, H, W] */
     MMP_ROLE_IMAGE        = 10, /* decoded image [3, H, W] in [0, 1] or [-1, 1] (the port says) */
     MMP_ROLE_TIMESTEP     = 11, /* diffusion timestep(s) [n] */
-    MMP_ROLE_COUNT        = 12
+    MMP_ROLE_TEXT         = 12, /* UTF-8 text [n bytes] (u8, no terminating NUL) */
+    MMP_ROLE_COUNT        = 13
 };
 
 MMP_API const char *mmp_port_role_name(enum mmp_port_role r);
@@ -101,6 +102,16 @@ typedef struct mmp_stage_params {
     mmp_progress_fn progress; /* may be NULL */
     mmp_abort_fn abort_cb;    /* may be NULL */
     void *cb_user;
+    /* Model store (store.h): stages created with the same store open each model file once and
+     * share the models loaded from it. NULL: the stage opens its files itself. */
+    struct mmp_store *store;
+    /* Sharing scope for models that keep scratch state while running (ViT, UNet, VAE, ...):
+     * stages with the same non-NULL scope share them (a pipeline passes itself: its stages
+     * run one at a time). NULL: such models are not shared. Read-only models (the LLM) are
+     * shared through the store regardless. */
+    const void *scope;
+    /* Streaming text of generating stages (backbone.generate); may be NULL. Uses cb_user. */
+    mmp_text_fn on_text;
     /* new fields only at the end */
 } mmp_stage_params;
 

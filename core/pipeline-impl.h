@@ -15,4 +15,13 @@ enum mmp_status mmp__pipeline_desc_set_name(mmp_pipeline_desc *d, const char *na
  * positions replaced by media embeddings. To be listed in core/stage_builtin.c. */
 extern const mmp_stage_kind mmp__stage_prompt_embed;
 
+/* The stock pipelines compiled into the library (generated from the .pipe files of pipelines/ by
+ * cmake/embed_pipelines.cmake): sorted by name, terminated by a NULL name. */
+typedef struct mmp__stock_pipe {
+    const char *name;   /* file name without .pipe */
+    const char *text;   /* NUL-terminated */
+    size_t len;
+} mmp__stock_pipe;
+extern const mmp__stock_pipe mmp__stock_pipes[];
+
 #endif

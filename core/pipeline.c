@@ -297,11 +297,35 @@ enum mmp_status mmp_pipeline_desc_add_output(mmp_pipeline_desc *d, const char *n
 
 /* Substitute ${param} in s. With resolve == false only checks that every reference names a
  * declared parameter. Returns a new string (resolve), v itself (check only), or NULL + message. */
-static char *subst(const mmp_pipeline_desc *d, const p_stage *s, const char *field, const char *v, bool resolve) {
+/* Append n bytes to the growing string out[0..*n) (capacity *cap). */
+static bool str_append(char **out, size_t *n, size_t *cap, const char *s, size_t len) {
+    if (*n + len + 1 > *cap) {
+        size_t c = (*n + len + 1) * 2;
+        char *o2 = realloc(*out, c);
+        if (!o2) return false;
+        *out = o2;
+        *cap = c;
+    }
+    memcpy(*out + *n, s, len);
+    *n += len;
+    (*out)[*n] = 0;
+    return true;
+}
+
+#define SUBST_MAX_DEPTH 8
+
+/* ${param} substitution in a stage's model / aux / options value. A parameter's value may
+ * itself use other parameters (`param encoder = ${model}`), up to SUBST_MAX_DEPTH levels (a
+ * loop is reported). In options, substituted values have ',' and '\' escaped with a
+ * backslash, so a value with commas stays one option (mmp__opts_parse). With resolve false
+ * only the references are checked and v is returned as is. */
+static char *subst_impl(const mmp_pipeline_desc *d, const p_stage *s, const char *field, const char *v, bool resolve,
+                        int depth, const char *via) {
     char w[256];
-    size_t cap = strlen(v) + 1, n = 0;
+    size_t cap = 0, n = 0;
     char *out = NULL;
-    if (resolve && !(out = mmp__malloc(cap))) return NULL;
+    if (resolve && !str_append(&out, &n, &cap, "", 0)) return mmp__error_null(MMP_ERR_NOMEM, "pipeline: out of memory");
+    const bool escape = !strcmp(field, "options") && depth == 0;  /* nested values come back raw */
     for (const char *p = v; *p;) {
         if (p[0] == '$' && p[1] == '{') {
             const char *e = strchr(p + 2, '}');
@@ -316,43 +340,49 @@ static char *subst(const mmp_pipeline_desc *d, const p_stage *s, const char *fie
                 size_t ln = 0;
                 for (int i = 0; i < d->n_params && ln < sizeof list; i++)
                     ln += (size_t)snprintf(list + ln, sizeof list - ln, "%s%s", i ? ", " : "", d->params[i].name);
-                return mmp__error_null(MMP_ERR_NOT_FOUND, "%sstage '%s': %s '%s' uses parameter '%.*s', which the pipeline does not declare (declared: %s)",
-                                       where(d, s->line, w, sizeof w), s->name, field, v, (int)(e - p - 2), p + 2, d->n_params ? list : "none");
+                return mmp__error_null(MMP_ERR_NOT_FOUND, "%sstage '%s': %s '%s'%s%s uses parameter '%.*s', which the pipeline does not declare (declared: %s)",
+                                       where(d, s->line, w, sizeof w), s->name, field, v, via ? " (through parameter " : "",
+                                       via ? via : "", (int)(e - p - 2), p + 2, d->n_params ? list : "none");
+            }
+            if (depth >= SUBST_MAX_DEPTH) {
+                free(out);
+                return mmp__error_null(MMP_ERR_FORMAT, "%sstage '%s': parameters refer to each other in a loop (or more than %d deep) through '%s'",
+                                       where(d, s->line, w, sizeof w), s->name, SUBST_MAX_DEPTH, pp->name);
             }
             const char *val = pp->val ? pp->val : pp->def;
+            if (!val && !resolve) {
+                p = e + 1;
+                continue;
+            }
+            if (!val) {
+                free(out);
+                return mmp__error_null(MMP_ERR_INVALID_ARG, "%sstage '%s': %s '%s' needs parameter '%s', which has no value: set it (mmp_pipeline_desc_set_param, or --set %s=...)",
+                                       where(d, s->line, w, sizeof w), s->name, field, v, pp->name, pp->name);
+            }
+            /* the value may use parameters itself */
+            char *inner = subst_impl(d, s, field, val, resolve, depth + 1, pp->name);
+            if (!inner) { free(out); return NULL; }
             if (resolve) {
-                if (!val) {
-                    free(out);
-                    return mmp__error_null(MMP_ERR_INVALID_ARG, "%sstage '%s': %s '%s' needs parameter '%s', which has no value: set it (mmp_pipeline_desc_set_param, or --set %s=...)",
-                                           where(d, s->line, w, sizeof w), s->name, field, v, pp->name, pp->name);
+                bool ok = true;
+                for (const char *c = inner; *c && ok; c++) {
+                    if (escape && (*c == ',' || *c == '\\')) ok = str_append(&out, &n, &cap, "\\", 1);
+                    if (ok) ok = str_append(&out, &n, &cap, c, 1);
                 }
-                size_t vl = strlen(val);
-                if (n + vl + 1 > cap) {
-                    cap = n + vl + 1 + strlen(e + 1);
-                    char *o2 = realloc(out, cap);
-                    if (!o2) { free(out); return mmp__error_null(MMP_ERR_NOMEM, "pipeline: out of memory"); }
-                    out = o2;
-                }
-                memcpy(out + n, val, vl);
-                n += vl;
+                free(inner);
+                if (!ok) { free(out); return mmp__error_null(MMP_ERR_NOMEM, "pipeline: out of memory"); }
             }
             p = e + 1;
         } else {
-            if (resolve) {
-                if (n + 2 > cap) {
-                    cap = cap * 2 + 2;
-                    char *o2 = realloc(out, cap);
-                    if (!o2) { free(out); return mmp__error_null(MMP_ERR_NOMEM, "pipeline: out of memory"); }
-                    out = o2;
-                }
-                out[n++] = *p;
-            }
+            if (resolve && !str_append(&out, &n, &cap, p, 1)) { free(out); return mmp__error_null(MMP_ERR_NOMEM, "pipeline: out of memory"); }
             p++;
         }
     }
     if (!resolve) return (char *)v;   /* only checked */
-    out[n] = 0;
     return out;
+}
+
+static char *subst(const mmp_pipeline_desc *d, const p_stage *s, const char *field, const char *v, bool resolve) {
+    return subst_impl(d, s, field, v, resolve, 0, NULL);
 }
 
 /* ---- the resolved graph ---- */
@@ -501,7 +531,7 @@ static enum mmp_status resolve(const mmp_pipeline_desc *d, const mmp_registry *r
         }
         const char *vals[3] = { s->model, s->aux, s->options }, *names[3] = { "model", "aux", "options" };
         for (int k = 0; k < 3; k++)
-            if (vals[k] && !subst(d, s, names[k], vals[k], false)) { st = MMP_ERR_NOT_FOUND; goto out; }
+            if (vals[k] && !subst(d, s, names[k], vals[k], false)) { st = MMP_ERR_NOT_FOUND; if (strstr(mmp_last_error(), "in a loop")) st = MMP_ERR_FORMAT; goto out; }
     }
     /* edges: both ends exist, at most one source per input port */
     for (int e = 0; e < ne; e++) {

@@ -3,6 +3,14 @@
 #define MMP_STAGE_IMPL_H
 #include "mmpipe/stage.h"
 
+/* Stage options "key=value,key=value". A backslash escapes the next character: "\," is a comma
+ * inside a value and "\\" a backslash (pipelines escape ${param} values substituted into
+ * options this way, so a system prompt may hold commas). Items without '=' have val "".
+ * Returns the number of items (<= max) or -1 with the error set naming `kind` (more than max
+ * items, an empty key, a trailing backslash). keys/values point into *storage: free it. */
+typedef struct mmp__opt { const char *key, *val; } mmp__opt;
+int mmp__opts_parse(const char *kind, const char *opts, mmp__opt *items, int max, char **storage);
+
 /* NULL-terminated. */
 extern const mmp_stage_kind *const mmp__builtin_kinds[];
 

@@ -304,3 +304,45 @@ enum mmp_status mmp_stage_run(mmp_stage *s, const mmp_array *const *inputs, mmp_
     }
     return MMP_OK;
 }
+
+int mmp__opts_parse(const char *kind, const char *opts, mmp__opt *items, int max, char **storage) {
+    *storage = NULL;
+    if (!opts || !*opts) return 0;
+    size_t len = strlen(opts);
+    char *buf = mmp__malloc(len + 1);
+    if (!buf) return -1;
+    int n = 0;
+    size_t o = 0;
+    const char *p = opts;
+    while (*p) {
+        if (n == max) {
+            free(buf);
+            return mmp__error(MMP_ERR_INVALID_ARG, "%s: more than %d options in '%s'", kind, max, opts), -1;
+        }
+        const char *key = buf + o, *val = NULL;
+        for (; *p && *p != ','; p++) {
+            if (*p == '\\') {
+                if (!p[1]) {
+                    free(buf);
+                    return mmp__error(MMP_ERR_INVALID_ARG, "%s: options '%s' end with a lone backslash", kind, opts), -1;
+                }
+                buf[o++] = *++p;
+            } else if (*p == '=' && !val) {
+                buf[o++] = 0;
+                val = buf + o;
+            } else buf[o++] = *p;
+        }
+        buf[o++] = 0;
+        if (*p == ',') p++;
+        if (!*key && !val) continue;   /* empty item: "a=1,,b=2" or a trailing comma */
+        if (!*key) {
+            free(buf);
+            return mmp__error(MMP_ERR_INVALID_ARG, "%s: an option in '%s' has no name before '='", kind, opts), -1;
+        }
+        items[n].key = key;
+        items[n].val = val ? val : "";
+        n++;
+    }
+    *storage = buf;
+    return n;
+}

@@ -82,6 +82,18 @@ const char *mmp_cli_bytes(double n, char *buf, size_t size);
 char *mmp_cli_model_template(const char *path);
 /* Strict number parsing: the whole string must be a number in [lo, hi]; false otherwise
  * (*out untouched). */
+/* A progress bar on stderr for long work (diffusion steps):
+ *   [##########....................] 4/12 steps, 0.52 s/step, 4.2 s left
+ * update() redraws it in place; done() ends the line if one was drawn. Quiet: draws nothing. */
+typedef struct mmp_cli_bar {
+    bool quiet, drawn;
+    double t0;
+    int64_t last_done;
+} mmp_cli_bar;
+void mmp_cli_bar_init(mmp_cli_bar *b, bool quiet);
+void mmp_cli_bar_update(mmp_cli_bar *b, const char *what, int64_t done, int64_t total);
+void mmp_cli_bar_done(mmp_cli_bar *b);
+
 bool mmp_cli_parse_long(const char *s, long lo, long hi, long *out);
 bool mmp_cli_parse_float(const char *s, float lo, float hi, float *out);
 

@@ -41,3 +41,36 @@ bool mmp_cli_parse_float(const char *s, float lo, float hi, float *out) {
     *out = v;
     return true;
 }
+
+void mmp_cli_bar_init(mmp_cli_bar *b, bool quiet) {
+    memset(b, 0, sizeof *b);
+    b->quiet = quiet;
+    b->t0 = mmp_cli_now();
+}
+
+void mmp_cli_bar_update(mmp_cli_bar *b, const char *what, int64_t done, int64_t total) {
+    if (b->quiet || total <= 0) return;
+    double now = mmp_cli_now();
+    b->last_done = done;
+    double per = done > 0 ? (now - b->t0) / (double)done : 0;
+    const int width = 30;
+    int filled = (int)(width * (done < total ? done : total) / total);
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r  [%s] %lld/%lld %s, %.2f s/step, %.1f s left ", bar, (long long)done, (long long)total, what, per,
+            per * (double)(total - done));
+    b->drawn = true;
+    if (done >= total) {
+        fputc('\n', stderr);
+        b->drawn = false;
+        b->last_done = 0;
+        b->t0 = now;   /* a next run of steps is timed from here */
+    }
+    fflush(stderr);
+}
+
+void mmp_cli_bar_done(mmp_cli_bar *b) {
+    if (b->drawn) fputc('\n', stderr);
+    b->drawn = false;
+}

@@ -13,16 +13,20 @@
 
 static void pipeline_usage(FILE *f) {
     fprintf(f,
-        "usage: mmpipe pipeline show FILE [--set NAME=VALUE ...] [--dot [OUT.dot]] [--load]\n"
-        "       mmpipe pipeline run FILE [--set NAME=VALUE ...] --in NAME=SOURCE ... -o OUTDIR [-t N]\n"
+        "usage: mmpipe pipeline list\n"
+        "       mmpipe pipeline show PIPELINE [--set NAME=VALUE ...] [--dot [OUT.dot]] [--load]\n"
+        "       mmpipe pipeline run PIPELINE [--set NAME=VALUE ...] --in NAME=SOURCE ... [-o OUTDIR] [-t N]\n"
         "\n"
-        "A pipeline file (docs/pipeline-format.md; stock ones in pipelines/) wires stages through\n"
-        "typed ports. 'show' validates the graph against the stage kinds' port types without\n"
-        "reading any model and prints it ('--dot' writes Graphviz DOT instead, to stdout or\n"
-        "OUT.dot; '--load' also loads the models and shows the model-sized port types).\n"
-        "'run' loads every stage, feeds the inputs, runs the stages in order and writes every\n"
-        "output to OUTDIR/outputs.safetensors (under the output's name); image outputs\n"
-        "[3,H,W] in [0,1] are also written as OUTDIR/NAME.png.\n"
+        "A pipeline (docs/pipeline-format.md) wires stages through typed ports. PIPELINE is a\n"
+        "pipeline file, or the name of a stock pipeline built into mmpipe ('list' shows them;\n"
+        "their files are in pipelines/). 'show' validates the graph against the stage kinds'\n"
+        "port types without reading any model and prints it ('--dot' writes Graphviz DOT\n"
+        "instead, to stdout or OUT.dot; '--load' also loads the models and shows the model-sized\n"
+        "port types). 'run' loads every stage, feeds the inputs, runs the stages in order and\n"
+        "writes every output to OUTDIR/outputs.safetensors (under the output's name); image\n"
+        "outputs [3,H,W] in [0,1] are also written as OUTDIR/NAME.png and text outputs as\n"
+        "OUTDIR/NAME.txt. Generated text is printed as it comes; without -o only text outputs\n"
+        "are kept.\n"
         "\n"
         "options:\n"
         "  --set NAME=VALUE    give a pipeline parameter (e.g. --set model=path/to/model)\n"
@@ -30,15 +34,26 @@ static void pipeline_usage(FILE *f) {
         "                        FILE.safetensors[:TENSOR]  a tensor (default: the input's name,\n"
         "                                                   or the only tensor in the file)\n"
         "                        FILE.wav/.flac/.mp3/...    audio, for inputs of role 'audio'\n"
-        "                                                   (decoded to 16 kHz mono)\n"
+        "                                                   (decoded to 16 kHz mono, at most 1 h)\n"
         "                        FILE.png/.jpg/...          an image, for inputs of role 'image'\n"
         "                                                   ([3,H,W] in [0,1])\n"
         "                        ids:1,2,3                  token ids, for inputs of role 'tokens'\n"
+        "                        TEXT or @FILE              for inputs of role 'text': the text itself,\n"
+        "                                                   or the contents of FILE ('@@' for a text\n"
+        "                                                   starting with '@')\n"
         "                        values:0.5,999             f32 numbers [n] (e.g. a timestep)\n"
         "  -o, --out DIR       output folder (created if missing)\n"
         "  -t, --threads N     threads per stage (default 1)\n"
         "  -q, --quiet         no progress on stderr\n"
-        "  -h, --help          this help\n");
+        "  -h, --help          this help\n"
+        "\n"
+        "examples:\n"
+        "  mmpipe pipeline list\n"
+        "  mmpipe pipeline show image-chat --dot graph.dot\n"
+        "  mmpipe pipeline run chat --set model=models/stories260K.gguf --set template=none \\\n"
+        "      --in text=\"Once upon a time\"\n"
+        "  mmpipe pipeline run image-chat --set model=llava-1.5-7b-hf --in image=dog.png \\\n"
+        "      --in text=\"What is in the picture?\" -o out/\n");
 }
 
 typedef struct pl_opts {
@@ -52,7 +67,7 @@ typedef struct pl_opts {
 } pl_opts;
 
 static mmp_pipeline_desc *load_desc(const pl_opts *o) {
-    mmp_pipeline_desc *d = mmp_pipeline_desc_load(o->file);
+    mmp_pipeline_desc *d = mmp_pipeline_desc_open(o->file);
     if (!d) { mmp_cli_fail("pipeline", NULL); return NULL; }
     for (int i = 0; i < o->n_sets; i++) {
         char buf[4096];
@@ -176,42 +191,61 @@ static mmp_array *read_values(const char *spec, const char *list) {
     return a;
 }
 
-static mmp_array *read_audio(const char *file) {
-    float *s = NULL;
-    int64_t n = 0;
-    bool cut = false;
-    if (mmp_audio_decode_file(file, 3600.0, &s, &n, &cut) != MMP_OK) return NULL;
-    if (n < 1) { free(s); fprintf(stderr, "mmpipe pipeline: %s: no audio samples\n", file); return NULL; }
-    if (cut) fprintf(stderr, "mmpipe pipeline: %s: longer than an hour; cut there\n", file);
-    int64_t dims[1] = { n };
-    mmp_array *a = mmp_array_new(MMP_TYPE_F32, 1, dims);
-    if (a) memcpy(a->data, s, (size_t)n * sizeof *s);
-    free(s);
-    return a;
-}
 
-/* RGB u8 HWC -> [3, H, W] f32 in [0, 1] */
-static mmp_array *read_image(const char *file) {
-    mmp_image *img = mmp_image_load(file, 0);
-    if (!img) return NULL;
-    int64_t dims[3] = { 3, img->height, img->width }, hw = (int64_t)img->height * img->width;
-    mmp_array *a = mmp_array_new(MMP_TYPE_F32, 3, dims);
-    if (a)
-        for (int64_t i = 0; i < hw; i++)
-            for (int c = 0; c < 3; c++) ((float *)a->data)[c * hw + i] = img->data[i * 3 + c] / 255.0f;
-    mmp_image_free(img);
+/* Text for an input of role text: the value itself, or "@FILE" read whole ("@@..." is text
+ * starting with '@'). */
+static mmp_array *read_text_input(const char *spec, const char *src) {
+    char *owned = NULL;
+    size_t n = 0;
+    const char *text = src;
+    if (src[0] == '@' && src[1] != '@') {
+        FILE *f = fopen(src + 1, "rb");
+        if (!f) { fprintf(stderr, "mmpipe pipeline: --in %s: cannot open %s: %s\n", spec, src + 1, strerror(errno)); return NULL; }
+        size_t cap = 0;
+        for (;;) {
+            if (n + 4096 > cap) {
+                if (cap > ((size_t)64 << 20)) { fprintf(stderr, "mmpipe pipeline: --in %s: %s is larger than 64 MiB\n", spec, src + 1); break; }
+                cap = cap ? cap * 2 : 65536;
+                char *q = realloc(owned, cap);
+                if (!q) break;
+                owned = q;
+            }
+            size_t got = fread(owned + n, 1, cap - n, f);
+            n += got;
+            if (got == 0) break;
+        }
+        bool bad = ferror(f) || !feof(f);
+        fclose(f);
+        if (bad) { free(owned); fprintf(stderr, "mmpipe pipeline: --in %s: cannot read %s\n", spec, src + 1); return NULL; }
+        text = owned;
+    } else {
+        if (src[0] == '@') src++;
+        text = src;
+        n = strlen(src);
+    }
+    if (n == 0) {
+        free(owned);
+        fprintf(stderr, "mmpipe pipeline: --in %s: the text is empty\n", spec);
+        return NULL;
+    }
+    int64_t dims[1] = { (int64_t)n };
+    mmp_array *a = mmp_array_new(MMP_TYPE_U8, 1, dims);
+    if (a) memcpy(a->data, text, n);
+    free(owned);
     return a;
 }
 
 static mmp_array *read_input(const char *spec, const mmp_pipeline *p, int *idx) {
+    const char *eqp = strchr(spec, '=');
+    if (!eqp || eqp == spec || !eqp[1] || eqp - spec >= 256) { fprintf(stderr, "mmpipe pipeline: --in wants NAME=SOURCE, got '%s'\n", spec); return NULL; }
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", spec);
-    char *eq = strchr(buf, '=');
-    if (!eq || eq == buf || !eq[1]) { fprintf(stderr, "mmpipe pipeline: --in wants NAME=SOURCE, got '%s'\n", spec); return NULL; }
-    *eq = 0;
-    char *src = eq + 1;
+    snprintf(buf, sizeof buf, "%.*s", (int)(eqp - spec), spec);
     if ((*idx = mmp_pipeline_find_input(p, buf)) < 0) { mmp_cli_fail("pipeline", "--in"); return NULL; }
     const mmp_port_type *pt = mmp_pipeline_input_type(p, *idx);
+    if (pt->role == MMP_ROLE_TEXT) return read_text_input(spec, eqp + 1);
+    if (strlen(eqp + 1) >= sizeof buf - 256) { fprintf(stderr, "mmpipe pipeline: --in %s: the source is too long\n", buf); return NULL; }
+    char *src = buf + strlen(buf) + 1;
+    snprintf(src, sizeof buf - (size_t)(src - buf), "%s", eqp + 1);
     mmp_array *a = NULL;
     if (!strncmp(src, "ids:", 4)) {
         if (pt->role != MMP_ROLE_TOKENS) {
@@ -230,9 +264,13 @@ static mmp_array *read_input(const char *spec, const mmp_pipeline *p, int *idx) 
         char *tname = NULL, *sep = strstr(src, ".safetensors:");
         if (sep) { sep[12] = 0; tname = sep + 13; }
         if (has_ext(src, ".safetensors")) a = read_tensor(spec, buf, pt, src, tname);
-        else if (pt->role == MMP_ROLE_AUDIO) a = read_audio(src);
-        else if (pt->role == MMP_ROLE_IMAGE) a = read_image(src);
-        else {
+        else if (pt->role == MMP_ROLE_AUDIO) a = mmp_array_from_audio_file(src, 3600.0);
+        else if (pt->role == MMP_ROLE_IMAGE) a = mmp_array_from_image_file(src);
+        else if (pt->role == MMP_ROLE_PIXELS) {
+            fprintf(stderr, "mmpipe pipeline: --in %s: input '%s' takes an encoder's normalised pixels; to start from an image file, "
+                            "use a pipeline with a preprocess.image stage (e.g. the stock image-chat) or give a .safetensors tensor\n", spec, buf);
+            return NULL;
+        } else {
             fprintf(stderr, "mmpipe pipeline: --in %s: input '%s' is %s; give a .safetensors file (audio and image files are read for "
                             "inputs of role audio / image only)\n", spec, buf, mmp_port_role_name(pt->role));
             return NULL;
@@ -242,24 +280,48 @@ static mmp_array *read_input(const char *spec, const mmp_pipeline *p, int *idx) 
     return a;
 }
 
+typedef struct run_ui {
+    bool quiet, streamed, at_line_start;
+    int64_t n_tokens;
+    double t_first, t_last;
+    mmp_cli_bar bar;
+} run_ui;
+
 static void progress(const char *what, int64_t done, int64_t total, void *user) {
-    (void)user;
-    if (!strncmp(what, "stage ", 6) || !strcmp(what, "pipeline done"))
+    run_ui *ui = user;
+    if (!strcmp(what, "tokens")) {
+        double t = mmp_cli_now();
+        if (done <= 1) ui->t_first = t;
+        ui->t_last = t;
+        ui->n_tokens = done;
+        return;
+    }
+    if (ui->quiet) return;
+    if (!strcmp(what, "steps")) {
+        mmp_cli_bar_update(&ui->bar, "steps", done, total);
+        return;
+    }
+    if (!strncmp(what, "stage ", 6) || !strcmp(what, "pipeline done")) {
+        if (!ui->at_line_start) { fputc('\n', stdout); fflush(stdout); ui->at_line_start = true; }
         fprintf(stderr, "[%" PRId64 "/%" PRId64 "] %s\n", done, total, what);
+    }
+}
+
+/* Generated text as it comes (backbone.generate streams through the pipeline). */
+static bool stream_text(const char *piece, size_t len, void *user) {
+    run_ui *ui = user;
+    if (len) {
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+        ui->streamed = true;
+        ui->at_line_start = piece[len - 1] == '\n';
+    }
+    return true;
 }
 
 static int write_png(const char *dir, const char *name, const mmp_array *a, const char *file) {
-    int64_t h = a->dims[1], w = a->dims[2];
-    if (h > INT32_MAX || w > INT32_MAX) return 0;
-    mmp_image *img = mmp_image_new((int32_t)w, (int32_t)h);
+    mmp_image *img = mmp_array_to_image(a);
     if (!img) return mmp_cli_fail("pipeline", "image");
-    const float *x = a->data;
-    for (int64_t i = 0; i < h * w; i++)
-        for (int c = 0; c < 3; c++) {
-            float v = x[c * h * w + i];
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            img->data[i * 3 + c] = (uint8_t)(v * 255.0f + 0.5f);
-        }
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.png", dir, name);
     mmp_png_text txt[] = { { "mmpipe.pipeline", file } };
@@ -270,9 +332,22 @@ static int write_png(const char *dir, const char *name, const mmp_array *a, cons
     return 0;
 }
 
+static int write_text(const char *dir, const char *name, const mmp_array *a) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.txt", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) { fprintf(stderr, "mmpipe pipeline: cannot write %s: %s\n", path, strerror(errno)); return 1; }
+    size_t n = (size_t)mmp_array_nbytes(a);
+    bool ok = fwrite(a->data, 1, n, f) == n;
+    if (fclose(f) != 0 || !ok) { fprintf(stderr, "mmpipe pipeline: writing %s failed\n", path); return 1; }
+    printf("wrote %s\n", path);
+    return 0;
+}
+
 static int cmd_run(const pl_opts *o) {
-    if (!o->out) { fprintf(stderr, "mmpipe pipeline run: -o OUTDIR is required\n"); return 2; }
     int rc = 1;
+    run_ui ui = { .quiet = o->quiet, .at_line_start = true };
+    mmp_cli_bar_init(&ui.bar, o->quiet);
     mmp_registry *reg = mmp_registry_new();
     mmp_pipeline_desc *d = reg ? load_desc(o) : NULL;
     mmp_pipeline *p = NULL;
@@ -283,11 +358,20 @@ static int cmd_run(const pl_opts *o) {
     if (mmp_pipeline_desc_validate(d, reg) != MMP_OK) { mmp_cli_fail("pipeline", NULL); goto done; }
     mmp_pipeline_params pp = mmp_pipeline_params_default();
     pp.n_threads = o->n_threads;
-    if (!o->quiet) pp.progress = progress;
+    pp.progress = progress;
+    pp.on_text = stream_text;
+    pp.cb_user = &ui;
     double t0 = mmp_cli_now();
     if (!(p = mmp_pipeline_new(d, reg, &pp))) { mmp_cli_fail("pipeline", "loading"); goto done; }
     if (!o->quiet) fprintf(stderr, "loaded in %.2f s\n", mmp_cli_now() - t0);
     int ni = mmp_pipeline_n_inputs(p), no = mmp_pipeline_n_outputs(p);
+    if (!o->out)
+        for (int i = 0; i < no; i++)
+            if (mmp_pipeline_output_type(p, i)->role != MMP_ROLE_TEXT) {
+                fprintf(stderr, "mmpipe pipeline run: output '%s' is not text: give -o OUTDIR to keep it\n", mmp_pipeline_output_name(p, i));
+                rc = 2;
+                goto done;
+            }
     if (ni > MAX_INS) { fprintf(stderr, "mmpipe pipeline: more than %d inputs\n", MAX_INS); goto done; }
     for (int i = 0; i < o->n_ins; i++) {
         int idx = -1;
@@ -311,8 +395,24 @@ static int cmd_run(const pl_opts *o) {
         }
     if (!(out = calloc((size_t)no, sizeof *out))) goto done;
     t0 = mmp_cli_now();
-    if (mmp_pipeline_run(p, (const mmp_array *const *)in, out) != MMP_OK) { mmp_cli_fail("pipeline", "run"); goto done; }
-    if (!o->quiet) fprintf(stderr, "ran in %.2f s\n", mmp_cli_now() - t0);
+    mmp_cli_bar_init(&ui.bar, o->quiet);   /* time the steps from the start of the run */
+    enum mmp_status rs = mmp_pipeline_run(p, (const mmp_array *const *)in, out);
+    mmp_cli_bar_done(&ui.bar);
+    if (!ui.at_line_start) { fputc('\n', stdout); fflush(stdout); }
+    if (rs != MMP_OK) { mmp_cli_fail("pipeline", "run"); goto done; }
+    if (!o->quiet) {
+        fprintf(stderr, "ran in %.2f s", mmp_cli_now() - t0);
+        if (ui.n_tokens > 1 && ui.t_last > ui.t_first)
+            fprintf(stderr, " (%" PRId64 " tokens generated, %.1f tokens/s)", ui.n_tokens, (double)(ui.n_tokens - 1) / (ui.t_last - ui.t_first));
+        fputc('\n', stderr);
+    }
+    /* text outputs: printed unless they were streamed already */
+    for (int i = 0; i < no; i++)
+        if (mmp_pipeline_output_type(p, i)->role == MMP_ROLE_TEXT && !ui.streamed && out[i]) {
+            fwrite(out[i]->data, 1, (size_t)mmp_array_nbytes(out[i]), stdout);
+            fputc('\n', stdout);
+        }
+    if (!o->out) { rc = 0; goto done; }
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "mmpipe pipeline: cannot create %s: %s\n", o->out, strerror(errno));
         goto done;
@@ -331,6 +431,7 @@ static int cmd_run(const pl_opts *o) {
         if (ty.role == MMP_ROLE_IMAGE && a->type == MMP_TYPE_F32 && a->n_dims == 3 && a->dims[0] == 3 &&
             write_png(o->out, mmp_pipeline_output_name(p, i), a, o->file))
             goto done;
+        if (ty.role == MMP_ROLE_TEXT && write_text(o->out, mmp_pipeline_output_name(p, i), a)) goto done;
     }
     mmp_safetensors_writer_add_meta(w, "mmpipe.pipeline", o->file);
     char path[4096];
@@ -381,13 +482,36 @@ done:
     return rc;
 }
 
+/* The stock pipelines with the first line of each one's leading comment. */
+static int cmd_list(void) {
+    int n = mmp_pipeline_stock_count();
+    for (int i = 0; i < n; i++) {
+        const char *name = mmp_pipeline_stock_name(i), *t = mmp_pipeline_stock_text(name, NULL);
+        const char *line = "";
+        size_t len = 0;
+        if (t && t[0] == '#') {
+            line = t + 1;
+            while (*line == ' ') line++;
+            len = strcspn(line, "\n");
+            while (len > 0 && (line[len - 1] == ':' || line[len - 1] == ',' || line[len - 1] == ' ')) len--;
+        }
+        printf("  %-22s %.*s\n", name, (int)len, line);
+    }
+    printf("(%d stock pipelines; 'mmpipe pipeline show NAME' prints one's graph)\n", n);
+    return 0;
+}
+
 int mmp_cli_pipeline(int argc, char **argv) {
     pl_opts o = { .n_threads = 1 };
     if (argc < 2) { pipeline_usage(stderr); return 2; }
     if (mmp_cli_is_help(argv[1])) { pipeline_usage(stdout); return 0; }
     const char *sub = argv[1];
+    if (!strcmp(sub, "list")) {
+        if (argc > 2) { fprintf(stderr, "mmpipe pipeline list: takes no arguments\n"); return 2; }
+        return cmd_list();
+    }
     if (strcmp(sub, "show") && strcmp(sub, "run")) {
-        fprintf(stderr, "mmpipe pipeline: unknown subcommand '%s' (show, run)\n", sub);
+        fprintf(stderr, "mmpipe pipeline: unknown subcommand '%s' (list, show, run)\n", sub);
         return 2;
     }
     for (int i = 2; i < argc; i++) {
@@ -419,7 +543,7 @@ int mmp_cli_pipeline(int argc, char **argv) {
             return 2;
         } else o.file = a;
     }
-    if (!o.file) { fprintf(stderr, "mmpipe pipeline %s: FILE is required\n", sub); return 2; }
+    if (!o.file) { fprintf(stderr, "mmpipe pipeline %s: PIPELINE (a file or a stock name) is required\n", sub); return 2; }
     if (!strcmp(sub, "show")) {
         if (o.n_ins || o.out) { fprintf(stderr, "mmpipe pipeline show: --in and -o are for 'run'\n"); return 2; }
         return cmd_show(&o);

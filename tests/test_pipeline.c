@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "pipeline-impl.h"
+#include "stage-impl.h"
 
 #define EXAMPLE_NO_MAIN
 #include "samples/examples/custom_stage.c"
@@ -77,6 +78,30 @@ static const mmp_stage_kind h3_kind = {
     .create = add_create, .run = add_run, .destroy = add_destroy,
 };
 
+/* test.optlen: output width = the length of option "msg" as the stage receives it (after
+ * ${param} substitution and unescaping), so tests can see what arrived. */
+static void *optlen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
+    (void)in;
+    mmp__opt o[8];
+    char *store = NULL;
+    int n = mmp__opts_parse("test.optlen", p->options, o, 8, &store);
+    if (n < 0) return NULL;
+    int64_t len = -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(o[i].key, "msg")) len = (int64_t)strlen(o[i].val);
+    free(store);
+    if (len < 1) return NULL;
+    out[0].dims[1] = len;
+    static int token;
+    return &token;
+}
+static const mmp_stage_kind optlen_kind = {
+    .name = "test.optlen", .summary = "", .n_inputs = 1, .n_outputs = 1,
+    .inputs = { { "x", { MMP_ROLE_HIDDEN, MMP_TYPE_F32, 2, { MMP_DIM_ANY, MMP_DIM_ANY } }, false, "" } },
+    .outputs = { { "y", { MMP_ROLE_HIDDEN, MMP_TYPE_F32, 2, { MMP_DIM_ANY, MMP_DIM_ANY } }, false, "" } },
+    .create = optlen_create, .run = add_run, .destroy = add_destroy,
+};
+
 /* prompt.embed lives in core/pipeline_prompt.c; until core/stage_builtin.c lists it, the tests
  * add it to their registries themselves. */
 static mmp_registry *registry_new(void) {
@@ -91,6 +116,7 @@ static mmp_registry *test_registry(void) {
     mmp_registry *r = registry_new();
     assert_int_equal(mmp_registry_add(r, &add_kind), MMP_OK);
     assert_int_equal(mmp_registry_add(r, &w8_kind), MMP_OK);
+    assert_int_equal(mmp_registry_add(r, &optlen_kind), MMP_OK);
     assert_int_equal(mmp_registry_add(r, &w16_kind), MMP_OK);
     assert_int_equal(mmp_registry_add(r, &h3_kind), MMP_OK);
     assert_int_equal(mmp_registry_add(r, &example_scale_kind), MMP_OK);
@@ -259,7 +285,7 @@ static void test_bad_files(void **state) {
             enum mmp_status st = mmp_pipeline_desc_validate(d, r);
             if (st != c->status) fail_msg("%s: status %d (%s), want %d", c->what, st, mmp_last_error(), c->status);
             /* creation reports the same graph error (not an I/O error on a model path) */
-            char first[512];
+            char first[1024];   /* the whole thread-local message */
             snprintf(first, sizeof first, "%s", mmp_last_error());
             assert_null(mmp_pipeline_new(d, r, NULL));
             assert_string_equal(mmp_last_error(), first);
@@ -336,10 +362,39 @@ static void test_stock_files(void **state) {
         fclose(devnull);
         printf("  %-24s ok (%s)\n", e->d_name, mmp_pipeline_desc_name(d));
         mmp_pipeline_desc_free(d);
+        /* the library carries the same text under the file's name */
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(l - 5), e->d_name);
+        size_t sl = 0;
+        const char *stock = mmp_pipeline_stock_text(name, &sl);
+        if (!stock) fail_msg("%s", mmp_last_error());
+        char *file = read_text(path);
+        assert_non_null(file);
+        assert_int_equal(sl, strlen(file));
+        assert_string_equal(stock, file);
+        free(file);
+        mmp_pipeline_desc *sd = mmp_pipeline_desc_stock(name);
+        if (!sd) fail_msg("%s", mmp_last_error());
+        assert_int_equal(mmp_pipeline_desc_validate(sd, r), MMP_OK);
+        mmp_pipeline_desc_free(sd);
         n++;
     }
     closedir(dp);
     assert_true(n >= 8);
+    assert_int_equal(mmp_pipeline_stock_count(), n);
+    for (int i = 0; i < n; i++) assert_non_null(mmp_pipeline_stock_name(i));
+    assert_null(mmp_pipeline_stock_name(n));
+    assert_null(mmp_pipeline_stock_name(-1));
+    /* by name (".pipe" optional), by path, and the error for neither */
+    mmp_pipeline_desc *sd = mmp_pipeline_desc_open("llava.pipe");
+    if (!sd) fail_msg("%s", mmp_last_error());
+    assert_string_equal(mmp_pipeline_desc_name(sd), "llava");
+    mmp_pipeline_desc_free(sd);
+    assert_null(mmp_pipeline_desc_open("no-such-pipeline"));
+    expect_msg((const char *[]){ "no stock pipeline named 'no-such-pipeline'", "llava", NULL });
+    assert_null(mmp_pipeline_desc_open("./no-such.pipe"));
+    expect_msg((const char *[]){ "./no-such.pipe", "cannot open", NULL });
+    assert_null(mmp_pipeline_stock_text(NULL, NULL));
     mmp_registry_free(r);
 }
 
@@ -742,6 +797,43 @@ static void test_parse_details(void **state) {
     assert_non_null(d);
     assert_string_equal(mmp_pipeline_desc_name(d), "my_pipe");
     mmp_pipeline_desc_free(d);
+    /* parameters using parameters; substituted option values keep their commas and backslashes */
+    const char *nested =
+        "param a = x,y\\z\n"                /* x,y\z: 5 characters, the backslash kept */
+        "param b = <${a}>\n"                    /* 7 */
+        "stage s test.optlen options=msg=${b}\n"
+        "input x -> s.x\noutput y <- s.y\n";
+    d = mmp_pipeline_desc_parse(nested, "nested.pipe");
+    if (!d) fail_msg("%s", mmp_last_error());
+    p = mmp_pipeline_new(d, r, NULL);
+    if (!p) fail_msg("%s", mmp_last_error());
+    assert_string_equal(mmp_port_type_str(mmp_pipeline_output_type(p, 0), buf, sizeof buf), "hidden[*,7] f32");
+    mmp_pipeline_free(p);
+    mmp_pipeline_desc_free(d);
+    /* a loop between parameters is an error at validation, not a hang */
+    d = mmp_pipeline_desc_parse("param a = ${b}\nparam b = ${a}\nstage s test.optlen options=msg=${a}\n"
+                                "input x -> s.x\noutput y <- s.y\n", "loop.pipe");
+    assert_non_null(d);
+    assert_int_equal(mmp_pipeline_desc_validate(d, r), MMP_ERR_FORMAT);
+    expect_msg((const char *[]){ "loop.pipe:3", "refer to each other in a loop", NULL });
+    mmp_pipeline_desc_free(d);
+    /* the option splitter itself */
+    {
+        mmp__opt o[4];
+        char *st = NULL;
+        assert_int_equal(mmp__opts_parse("k", "a=1,b=x\\,y,,c,d=e=f", o, 4, &st), 4);
+        assert_string_equal(o[0].key, "a"); assert_string_equal(o[0].val, "1");
+        assert_string_equal(o[1].key, "b"); assert_string_equal(o[1].val, "x,y");
+        assert_string_equal(o[2].key, "c"); assert_string_equal(o[2].val, "");
+        assert_string_equal(o[3].key, "d"); assert_string_equal(o[3].val, "e=f");
+        free(st);
+        assert_int_equal(mmp__opts_parse("k", "a=1,b=2,c=3", o, 2, &st), -1);
+        expect_msg((const char *[]){ "k: more than 2 options", NULL });
+        assert_int_equal(mmp__opts_parse("k", "=1", o, 4, &st), -1);
+        assert_int_equal(mmp__opts_parse("k", "a=1\\", o, 4, &st), -1);
+        expect_msg((const char *[]){ "lone backslash", NULL });
+        assert_int_equal(mmp__opts_parse("k", NULL, o, 4, &st), 0);
+    }
     /* NULLs */
     assert_null(mmp_pipeline_desc_parse(NULL, NULL));
     assert_int_equal(mmp_pipeline_desc_validate(NULL, r), MMP_ERR_INVALID_ARG);
@@ -749,6 +841,72 @@ static void test_parse_details(void **state) {
     mmp_pipeline_free(NULL);
     mmp_pipeline_desc_free(NULL);
     mmp_registry_free(r);
+}
+
+/* ---- inputs and outputs from / to the outside world ---- */
+
+static void test_io_arrays(void **state) {
+    (void)state;
+    /* text */
+    mmp_array *t = mmp_array_from_text("héllo", 6);
+    assert_non_null(t);
+    assert_int_equal(t->type, MMP_TYPE_U8);
+    assert_int_equal(t->dims[0], 6);
+    char *s = mmp_array_to_text(t);
+    assert_string_equal(s, "héllo");
+    free(s);
+    mmp_array_free(t);
+    assert_null(mmp_array_from_text("", 0));
+    expect_msg((const char *[]){ "empty", NULL });
+    assert_null(mmp_array_from_text(NULL, 3));
+    mmp_array *f = arr2(2, 2, 0);
+    assert_null(mmp_array_to_text(f));
+    expect_msg((const char *[]){ "not a text array", NULL });
+    /* RGB bytes -> [3,H,W] /255 -> back to the same bytes */
+    uint8_t rgb[2 * 3 * 3];
+    for (int i = 0; i < (int)sizeof rgb; i++) rgb[i] = (uint8_t)(i * 37 + 5);
+    mmp_array *im = mmp_array_from_rgb(rgb, 3, 2);
+    assert_non_null(im);
+    assert_int_equal(im->n_dims, 3);
+    assert_int_equal(im->dims[0], 3);
+    assert_int_equal(im->dims[1], 2);
+    assert_int_equal(im->dims[2], 3);
+    assert_true(((float *)im->data)[1 * 6 + 4] == rgb[4 * 3 + 1] / 255.0f);   /* channel 1, pixel 4 */
+    mmp_image *back = mmp_array_to_image(im);
+    assert_non_null(back);
+    assert_memory_equal(back->data, rgb, sizeof rgb);
+    mmp_image_free(back);
+    mmp_array_free(im);
+    assert_null(mmp_array_from_rgb(rgb, 0, 2));
+    assert_null(mmp_array_to_image(f));
+    mmp_array_free(f);
+    /* image files: the decoded pixels, /255 */
+    mmp_array *jp = mmp_array_from_image_file(mmpt_data("vision/baseline.jpg"));
+    if (!jp) fail_msg("%s", mmp_last_error());
+    mmp_image *ref = mmp_image_load(mmpt_data("vision/baseline.jpg"), 0);
+    assert_non_null(ref);
+    assert_int_equal(jp->dims[1], ref->height);
+    assert_int_equal(jp->dims[2], ref->width);
+    back = mmp_array_to_image(jp);
+    assert_memory_equal(back->data, ref->data, (size_t)ref->width * ref->height * 3);
+    mmp_image_free(back);
+    mmp_image_free(ref);
+    mmp_array_free(jp);
+    assert_null(mmp_array_from_image_file("/nonexistent/dog.png"));
+    expect_msg((const char *[]){ "/nonexistent/dog.png", NULL });
+    /* audio: a file, and PCM at 16 kHz mono passes through unchanged in length */
+    mmp_array *au = mmp_array_from_audio_file(mmpt_data("audio/jfk.wav"), 60.0);
+    if (!au) fail_msg("%s", mmp_last_error());
+    assert_int_equal(au->n_dims, 1);
+    assert_true(au->dims[0] > 16000 * 10 && au->dims[0] < 16000 * 12);   /* jfk.wav is 11 s */
+    mmp_array *pc = mmp_array_from_pcm(au->data, au->dims[0], 1, 16000);
+    if (!pc) fail_msg("%s", mmp_last_error());
+    assert_int_equal(pc->dims[0], au->dims[0]);
+    mmp_array_free(pc);
+    mmp_array_free(au);
+    assert_null(mmp_array_from_audio_file("/nonexistent.wav", 10));
+    expect_msg((const char *[]){ "/nonexistent.wav", NULL });
+    assert_null(mmp_array_from_pcm(NULL, 10, 1, 16000));
 }
 
 /* ---- the CLI: mmpipe pipeline show / run ---- */
@@ -861,6 +1019,7 @@ int main(void) {
         cmocka_unit_test(test_chat_goldens),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_io_arrays),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

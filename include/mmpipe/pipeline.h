@@ -72,6 +72,22 @@ MMP_API enum mmp_status mmp_pipeline_desc_add_output(mmp_pipeline_desc *d, const
 
 MMP_API const char *mmp_pipeline_desc_name(const mmp_pipeline_desc *d);
 
+/* ---- stock pipelines ----
+ * The .pipe files of pipelines/ are compiled into the library (and installed to
+ * share/mmpipe/pipelines for reading): programs get them by name without knowing where mmpipe
+ * is installed. Names are the file names without ".pipe": "chat", "image-chat", "txt2img"... */
+MMP_API int mmp_pipeline_stock_count(void);
+/* Name of stock pipeline i (0 <= i < count, sorted), NULL outside. Static storage. */
+MMP_API const char *mmp_pipeline_stock_name(int i);
+/* The text of a stock pipeline (static storage, NUL-terminated; *len may be NULL), or NULL +
+ * a message listing the names. */
+MMP_API const char *mmp_pipeline_stock_text(const char *name, size_t *len);
+/* Parse a stock pipeline ("stock:NAME" in its messages). */
+MMP_API mmp_pipeline_desc *mmp_pipeline_desc_stock(const char *name);
+/* A pipeline file when `name_or_path` names an existing file (or has a '/' or ends in .pipe),
+ * else the stock pipeline of that name. */
+MMP_API mmp_pipeline_desc *mmp_pipeline_desc_open(const char *name_or_path);
+
 /* Check the graph without reading any model file: unknown stage kinds, edges naming missing
  * stages or ports, two sources for one input port, required input ports left unconnected,
  * cycles, unknown ${params}, and every connection against the kinds' declared port types.
@@ -138,6 +154,28 @@ MMP_API enum mmp_status mmp_pipeline_print(const mmp_pipeline *p, FILE *f);
  * between stages are freed as soon as their last consumer has run. On failure every output
  * is NULL and the message names the stage. */
 MMP_API enum mmp_status mmp_pipeline_run(mmp_pipeline *p, const mmp_array *const *inputs, mmp_array **outputs);
+
+/* ---- inputs from the outside world, outputs back ----
+ * Arrays in the forms the stock pipelines' inputs and outputs take. Each returns a new array
+ * owned by the caller (mmp_array_free), or NULL + mmp_last_error() naming the file / value. */
+
+/* role text: UTF-8 bytes u8 [len] (len >= 1; no terminating NUL is stored). */
+MMP_API mmp_array *mmp_array_from_text(const char *text, size_t len);
+/* A u8 [n] text array as a malloc'ed NUL-terminated string (free()). NULL for another type. */
+MMP_API char *mmp_array_to_text(const mmp_array *a);
+/* role image: [3, H, W] f32 in [0, 1] (x / 255) from RGB bytes (rows of width * 3 bytes). */
+MMP_API mmp_array *mmp_array_from_rgb(const uint8_t *rgb, int32_t width, int32_t height);
+/* The same from an image file (PNG, JPEG, BMP, GIF, PNM, TGA; alpha over white). */
+MMP_API mmp_array *mmp_array_from_image_file(const char *path);
+/* role audio: 16 kHz mono f32 [n] from interleaved f32 PCM [n_frames, channels] at
+ * sample_rate (channels averaged, resampled). */
+MMP_API mmp_array *mmp_array_from_pcm(const float *pcm, int64_t n_frames, int channels, int sample_rate);
+/* The same from an audio file (any container / codec FFmpeg reads), at most max_seconds. */
+MMP_API mmp_array *mmp_array_from_audio_file(const char *path, double max_seconds);
+/* An image output [3, H, W] f32 in [0, 1] as RGB bytes (clamped, rounded): an mmp_image
+ * (image.h; mmp_image_free, mmp_image_write_png). */
+struct mmp_image;
+MMP_API struct mmp_image *mmp_array_to_image(const mmp_array *a);
 
 #ifdef __cplusplus
 }

@@ -67,7 +67,8 @@ struct mmp_llm {
     mmp_llm_hparams hp;
     const mmp__llm_arch *arch;
     char *path;
-    mmp_modelfile *mf;          /* keeps the mapped data alive */
+    const mmp_modelfile *mf;    /* the mapped data (borrowed or own_mf) */
+    mmp_modelfile *own_mf;      /* the file when mmp_llm_load opened it; NULL when borrowed */
     enum mmp_rope_mode rope_mode;
     int32_t n_rot;              /* rotated dims per head (== head_dim unless the file says) */
     bool norm_topk;             /* renormalise the top-k expert weights */

@@ -618,34 +618,49 @@ void mmp_llm_free(mmp_llm *m) {
     free(m->owned);
     free(m->layers);
     mmp_tokenizer_free(m->tok);
-    mmp_modelfile_free(m->mf);
+    mmp_modelfile_free(m->own_mf);
     free(m->path);
     free(m);
 }
 
-mmp_llm *mmp_llm_load(const char *path, const mmp_llm_load_params *params) {
-    if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_llm_load: NULL path");
+mmp_llm *mmp_llm_load_modelfile(const mmp_modelfile *mf, const mmp_llm_load_params *params) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_llm_load_modelfile: NULL model file");
     mmp_llm_load_params p = params ? *params : mmp_llm_load_params_default();
     mmp_llm *m = mmp__calloc(1, sizeof *m);
     if (!m) return NULL;
     m->rope_freq_scale = 1.0f;
-    if (!(m->path = mmp__strdup(path)) || !(m->mf = mmp_modelfile_open(path))) {
+    m->mf = mf;
+    const char *path = mmp_modelfile_path(mf);
+    if (!(m->path = mmp__strdup(path))) {
         mmp_llm_free(m);
         return NULL;
     }
     enum mmp_status s;
-    switch (mmp_modelfile_format(m->mf)) {
+    switch (mmp_modelfile_format(mf)) {
     case MMP_MODELFILE_GGUF: s = mmp__llm_load_gguf(m, p.vocab_only); break;
     case MMP_MODELFILE_HF:
     case MMP_MODELFILE_SAFETENSORS: s = mmp__llm_load_hf(m, p.vocab_only); break;
     default:
         s = mmp__error(MMP_ERR_UNSUPPORTED, "%s: a %s is not an LLM (expected a GGUF file or an HF folder)", path,
-                       mmp_modelfile_format_name(mmp_modelfile_format(m->mf)));
+                       mmp_modelfile_format_name(mmp_modelfile_format(mf)));
     }
     if (s != MMP_OK) {
         mmp_llm_free(m);
         return NULL;
     }
+    return m;
+}
+
+mmp_llm *mmp_llm_load(const char *path, const mmp_llm_load_params *params) {
+    if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_llm_load: NULL path");
+    mmp_modelfile *mf = mmp_modelfile_open(path);
+    if (!mf) return NULL;
+    mmp_llm *m = mmp_llm_load_modelfile(mf, params);
+    if (!m) {
+        mmp_modelfile_free(mf);
+        return NULL;
+    }
+    m->own_mf = mf;
     return m;
 }
 

@@ -9,12 +9,16 @@
 #include "llm-impl.h"
 #include "../core/util.h"
 #include "../core/stage-impl.h"
+#include "../core/store-impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* The model comes from the store (shared, read-only: prompt.embed and other pipelines meet on
+ * it); the context (KV cache, buffers, thread pool) is this stage's own. */
 typedef struct llm_stage {
-    mmp_llm *m;
+    mmp__model_ref ref;
+    const mmp_llm *m;
     mmp_llm_ctx *c;
     enum mmp_kv_type kv;
 } llm_stage;
@@ -23,7 +27,7 @@ static void llm_stage_destroy(void *state) {
     llm_stage *s = state;
     if (!s) return;
     mmp_llm_ctx_free(s->c);
-    mmp_llm_free(s->m);
+    mmp__model_put(&s->ref);
     free(s);
 }
 
@@ -47,10 +51,11 @@ static void *llm_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "backbone.llm: no model path (-m)");
     llm_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (parse_options(s, p->options) != MMP_OK || !(s->m = mmp_llm_load(p->model_path, NULL))) {
+    if (parse_options(s, p->options) != MMP_OK || mmp__llm_ref(p, p->model_path, &s->ref) != MMP_OK) {
         llm_stage_destroy(s);
         return NULL;
     }
+    s->m = s->ref.model;
     const mmp_llm_hparams *h = mmp_llm_get_hparams(s->m);
     in[1].dims[1] = h->n_embd;   /* embeddings [*, n_embd] */
     out[0].dims[1] = h->n_embd;  /* hidden [*, n_embd] */

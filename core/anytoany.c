@@ -7,19 +7,29 @@
  * decide the next one. The last decided token is fed in too (the KV cache then holds the whole
  * turn, and a closing signal token gets its hidden state). */
 #include "mmpipe/anytoany.h"
+#include "mmpipe/store.h"
 #include "mmpipe/tokenizer.h"
+#include "store-impl.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The LLM and the output projector are read-only: they come from the store (shared by every
+ * session on it, under the tags pipelines use too) or are loaded privately through the same
+ * refs. The context, UNet and VAE keep per-call state: each session has its own; with a store
+ * the UNet and VAE are built on the store's mapping of their files (unet_mf / vae_mf, one
+ * reference each, given back on free). */
 struct mmp_a2a {
-    mmp_llm *llm;
+    mmp__model_ref llm_ref, proj_ref;
+    const mmp_llm *llm;
     mmp_llm_ctx *ctx;
-    mmp_outproj *proj;
+    const mmp_outproj *proj;
     mmp_unet *unet;
     mmp_vae *vae;
+    mmp_store *store;
+    const mmp_modelfile *unet_mf, *vae_mf;
     int32_t n_threads;
     int32_t n_signal;
     int32_t signal[MMP_A2A_MAX_SIGNAL];
@@ -51,10 +61,12 @@ mmp_a2a_turn_params mmp_a2a_turn_params_default(void) {
 void mmp_a2a_free(mmp_a2a *a) {
     if (!a) return;
     mmp_llm_ctx_free(a->ctx);
-    mmp_llm_free(a->llm);
-    mmp_outproj_free(a->proj);
+    mmp__model_put(&a->llm_ref);
+    mmp__model_put(&a->proj_ref);
     mmp_unet_free(a->unet);
     mmp_vae_free(a->vae);
+    mmp_store_close(a->store, a->unet_mf);
+    mmp_store_close(a->store, a->vae_mf);
     free(a);
 }
 
@@ -107,15 +119,27 @@ mmp_a2a *mmp_a2a_load(const mmp_a2a_params *p) {
     if (!a) return NULL;
     a->n_threads = p->n_threads > 0 ? p->n_threads : 1;
     a->add_input_embeds = p->add_input_embeds;
-    mmp_llm_load_params lp = mmp_llm_load_params_default();
-    if (!(a->llm = mmp_llm_load(p->llm_path, &lp))) goto fail;
+    /* scope NULL: only read-only models are taken from the store */
+    mmp_stage_params sp = mmp_stage_params_default();
+    sp.store = p->store;
+    if (mmp__llm_ref(&sp, p->llm_path, &a->llm_ref) != MMP_OK) goto fail;
+    a->llm = a->llm_ref.model;
     mmp_llm_ctx_params cp = mmp_llm_ctx_params_default();
     cp.n_ctx = p->n_ctx;
     cp.n_threads = a->n_threads;
     if (!(a->ctx = mmp_llm_ctx_new(a->llm, &cp))) goto fail;
-    if (!(a->proj = mmp_outproj_load(p->projector_path, &p->proj))) goto fail;
-    if (!(a->unet = mmp_unet_load(p->unet_path, a->n_threads))) goto fail;
-    if (!(a->vae = mmp_vae_load(p->vae_path, a->n_threads))) goto fail;
+    if (mmp__outproj_ref(&sp, p->projector_path, &p->proj, &a->proj_ref) != MMP_OK) goto fail;
+    a->proj = a->proj_ref.model;
+    if (p->store) {
+        a->store = p->store;
+        if (!(a->unet_mf = mmp_store_open(p->store, p->unet_path))) { mmp__error_prefix("unet: "); goto fail; }
+        if (!(a->unet = mmp_unet_load_modelfile(a->unet_mf, a->n_threads))) goto fail;
+        if (!(a->vae_mf = mmp_store_open(p->store, p->vae_path))) { mmp__error_prefix("vae: "); goto fail; }
+        if (!(a->vae = mmp_vae_load_modelfile(a->vae_mf, a->n_threads))) goto fail;
+    } else {
+        if (!(a->unet = mmp_unet_load(p->unet_path, a->n_threads))) goto fail;
+        if (!(a->vae = mmp_vae_load(p->vae_path, a->n_threads))) goto fail;
+    }
     const mmp_llm_hparams *hp = mmp_llm_get_hparams(a->llm);
     const mmp_outproj_hparams *ph = mmp_outproj_get_hparams(a->proj);
     if (ph->in_dim != hp->n_embd) {

@@ -11,13 +11,18 @@
  * the config's image_token_index / audio_token_index / image_token_id / audio_token_id). */
 #include "mmpipe/llm.h"
 #include "mmpipe/modelfile.h"
+#include "mmpipe/store.h"
 #include "pipeline-impl.h"
+#include "store-impl.h"
 #include "util.h"
 
 #include <string.h>
 
+/* The LLM comes from the store under "llm" (mmp__llm_ref): backbone.llm in the same pipeline
+ * gets the same object, so the embedding table is loaded once. */
 typedef struct prompt_state {
-    mmp_llm *m;
+    mmp__model_ref ref;
+    const mmp_llm *m;
     int64_t marker;
     int64_t n_embd, n_vocab;
 } prompt_state;
@@ -25,7 +30,7 @@ typedef struct prompt_state {
 static void prompt_destroy(void *state) {
     prompt_state *s = state;
     if (!s) return;
-    mmp_llm_free(s->m);
+    mmp__model_put(&s->ref);
     free(s);
 }
 
@@ -45,26 +50,30 @@ static void *prompt_create(const mmp_stage_params *p, mmp_port_type *in, mmp_por
         }
         o += len + (o[len] == ',');
     }
+    if (mmp__llm_ref(p, p->model_path, &s->ref) != MMP_OK) { prompt_destroy(s); return NULL; }
+    s->m = s->ref.model;
     if (s->marker < 0) {
-        /* the marker id from the model's config.json */
-        mmp_modelfile *mf = mmp_modelfile_open(p->model_path);
+        /* the marker id from the model's config.json, read through the mapping the LLM was
+         * loaded from (the store's, or the ref's private one) */
+        const mmp_modelfile *mf = p->store ? mmp_store_open(p->store, p->model_path) : s->ref.own_mf;
         if (!mf) { prompt_destroy(s); return NULL; }
         const mmp_json *cfg = mmp_modelfile_config(mf);
         int64_t id = -1;
-        if (!cfg || mmp_json_get_int_alt(cfg, &id, "image_token_index", "audio_token_index", "image_token_id", "audio_token_id", NULL) != MMP_OK) {
-            mmp_modelfile_free(mf);
+        enum mmp_status st = cfg ? mmp_json_get_int_alt(cfg, &id, "image_token_index", "audio_token_index", "image_token_id",
+                                                        "audio_token_id", NULL)
+                                 : MMP_ERR_NOT_FOUND;
+        if (p->store) mmp_store_close(p->store, mf);
+        if (st != MMP_OK) {
             prompt_destroy(s);
             return mmp__error_null(MMP_ERR_NOT_FOUND, "%s: no image_token_index / audio_token_index in the config: give options=marker=ID",
                                    p->model_path);
         }
-        mmp_modelfile_free(mf);
         if (id < 0 || id > INT32_MAX) {
             prompt_destroy(s);
             return mmp__error_null(MMP_ERR_FORMAT, "%s: marker token id %lld out of range", p->model_path, (long long)id);
         }
         s->marker = id;
     }
-    if (!(s->m = mmp_llm_load(p->model_path, NULL))) { prompt_destroy(s); return NULL; }
     const mmp_llm_hparams *h = mmp_llm_get_hparams(s->m);
     s->n_embd = h->n_embd;
     s->n_vocab = h->n_vocab;

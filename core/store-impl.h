@@ -42,5 +42,10 @@ struct mmp_llm;
 struct mmp_vit;
 enum mmp_status mmp__llm_ref(const mmp_stage_params *p, const char *path, mmp__model_ref *out);
 enum mmp_status mmp__vit_ref(const mmp_stage_params *p, const char *path, mmp__model_ref *out);
+/* The output projector (read-only, shared across scopes) under "outproj", keyed by its load
+ * params: projector.output stages and any-to-any sessions meet on it. params may be NULL. */
+struct mmp_outproj_params;
+enum mmp_status mmp__outproj_ref(const mmp_stage_params *p, const char *path, const struct mmp_outproj_params *params,
+                                 mmp__model_ref *out);
 
 #endif

@@ -301,19 +301,47 @@ enum mmp_status mmp_mel_compute(mmp_mel *m, const float *samples, int64_t n, flo
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
-static void mel_stage_destroy(void *state) { mmp_mel_free(state); }
+#include "mmpipe/store.h"
+
+/* With a store, the model file read for its config stays referenced while the stage lives, so
+ * that the encoder stages after it find it mapped already (one open for the folder). */
+typedef struct mel_stage {
+    mmp_mel *m;
+    mmp_store *store;
+    const mmp_modelfile *mf;
+} mel_stage;
+
+static void mel_stage_destroy(void *state) {
+    mel_stage *s = state;
+    if (!s) return;
+    mmp_mel_free(s->m);
+    mmp_store_close(s->store, s->mf);
+    free(s);
+}
 
 static void *mel_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_port_type *out) {
     (void)in;
     mmp_mel_params p = mmp_mel_params_default();
+    mel_stage *s = mmp__calloc(1, sizeof *s);
+    if (!s) return NULL;
     if (sp && sp->model_path) {
-        mmp_modelfile *mf = mmp_modelfile_open(sp->model_path);
-        if (!mf) return NULL;
+        mmp_modelfile *own = NULL;
+        const mmp_modelfile *mf;
+        if (sp->store) {
+            s->store = sp->store;
+            mf = s->mf = mmp_store_open(sp->store, sp->model_path);
+        } else {
+            mf = own = mmp_modelfile_open(sp->model_path);
+        }
+        if (!mf) {
+            mel_stage_destroy(s);
+            return NULL;
+        }
         const mmp_json *cfg = mmp_modelfile_config(mf);
         int64_t nm = 0;
         if (cfg && mmp_json_get_int_alt(cfg, &nm, "audio_config.num_mel_bins", "num_mel_bins", NULL) == MMP_OK) p.n_mels = (int)nm;
         mmp_clear_error();
-        mmp_modelfile_free(mf);
+        mmp_modelfile_free(own);
     }
     const char *o = sp ? sp->options : NULL;
     while (o && *o) {
@@ -322,22 +350,26 @@ static void *mel_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mmp
         if (len > 7 && strncmp(o, "n_mels=", 7) == 0) p.n_mels = atoi(o + 7);
         else if (len == 8 && strncmp(o, "pad=none", 8) == 0) p.n_samples = 0;
         else if (len == 7 && strncmp(o, "pad=30s", 7) == 0) p.n_samples = 480000;
-        else if (len > 0)
+        else if (len > 0) {
+            mel_stage_destroy(s);
             return mmp__error_null(MMP_ERR_INVALID_ARG, "frontend.mel: unknown option '%.*s' (known: n_mels=N, pad=30s, pad=none)",
                                    (int)len, o);
+        }
         o += len + (end ? 1 : 0);
     }
-    mmp_mel *m = mmp_mel_new(p);
-    if (!m) return NULL;
+    if (!(s->m = mmp_mel_new(p))) {
+        mel_stage_destroy(s);
+        return NULL;
+    }
     out[0].dims[0] = p.n_mels;
     if (p.n_samples > 0) out[0].dims[1] = p.n_samples / p.hop;
-    return m;
+    return s;
 }
 
 static enum mmp_status mel_stage_run(void *state, const mmp_stage_params *sp, const mmp_array *const *inputs,
                                      mmp_array **outputs) {
     (void)sp;
-    mmp_mel *m = state;
+    mmp_mel *m = ((mel_stage *)state)->m;
     const mmp_array *a = inputs[0];
     int64_t n = a->dims[0];
     int64_t nf = mmp_mel_n_frames(m, n);

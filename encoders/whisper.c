@@ -504,7 +504,12 @@ done:
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
+#include "../core/store-impl.h"
+
+/* The encoder comes from the model store (MMP__MODEL_SCRATCH: mmp_whisper_encode keeps a
+ * backend and buffers in the model, so it is shared only within one pipeline). */
 typedef struct whisper_stage {
+    mmp__model_ref ref;
     mmp_whisper *w;
     int64_t valid;
 } whisper_stage;
@@ -512,9 +517,16 @@ typedef struct whisper_stage {
 static void whisper_stage_destroy(void *state) {
     whisper_stage *s = state;
     if (!s) return;
-    mmp_whisper_free(s->w);
+    mmp__model_put(&s->ref);
     free(s);
 }
+
+static void *whisper_model_load(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    (void)ctx;
+    return mmp_whisper_load_modelfile(mf);
+}
+static void whisper_model_free(void *m) { mmp_whisper_free(m); }
 
 static void *whisper_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "encoder.whisper: no model path (-m)");
@@ -531,10 +543,12 @@ static void *whisper_stage_create(const mmp_stage_params *p, mmp_port_type *in, 
         }
         o += len + (end ? 1 : 0);
     }
-    if (!(s->w = mmp_whisper_load(p->model_path))) {
+    if (mmp__model_get(p, "whisper", p->model_path, NULL, MMP__MODEL_SCRATCH, whisper_model_load, whisper_model_free, NULL,
+                       &s->ref) != MMP_OK) {
         free(s);
         return NULL;
     }
+    s->w = s->ref.model;
     in[0].dims[0] = s->w->hp.n_mels;
     out[0].dims[1] = s->w->hp.d_model;
     return s;

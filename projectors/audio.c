@@ -19,6 +19,7 @@
 #include "../core/util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- private helpers defined in encoders/whisper.c ---- */
@@ -347,15 +348,45 @@ done:
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
+#include "../core/store-impl.h"
+
+/* The projector comes from the model store (MMP__MODEL_SCRATCH: it keeps a backend while
+ * running), keyed by the projector type: one file read as two types gives two objects. */
+typedef struct aproj_stage {
+    mmp__model_ref ref;
+    mmp_audio_proj *p;
+} aproj_stage;
+
+static void proj_stage_destroy(void *state) {
+    aproj_stage *s = state;
+    if (!s) return;
+    mmp__model_put(&s->ref);
+    free(s);
+}
+
+static void *aproj_model_load(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    return mmp_audio_proj_load_modelfile(mf, *(const enum mmp_audio_proj_type *)ctx);
+}
+static void aproj_model_free(void *m) { mmp_audio_proj_free(m); }
+
 static void *proj_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_port_type *out,
                                enum mmp_audio_proj_type type, const char *kind) {
     if (!sp || !sp->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: no model path (-m)", kind);
     if (sp->options && *sp->options) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: takes no options (got '%s')", kind, sp->options);
-    mmp_audio_proj *p = mmp_audio_proj_load(sp->model_path, type);
-    if (!p) return NULL;
-    in[0].dims[1] = p->n_in;
-    out[0].dims[1] = p->n_embd;
-    return p;
+    aproj_stage *s = mmp__calloc(1, sizeof *s);
+    if (!s) return NULL;
+    char key[32];
+    snprintf(key, sizeof key, "type=%d", (int)type);
+    if (mmp__model_get(sp, "audio_proj", sp->model_path, key, MMP__MODEL_SCRATCH, aproj_model_load, aproj_model_free, &type,
+                       &s->ref) != MMP_OK) {
+        free(s);
+        return NULL;
+    }
+    s->p = s->ref.model;
+    in[0].dims[1] = s->p->n_in;
+    out[0].dims[1] = s->p->n_embd;
+    return s;
 }
 static void *qwen2a_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_port_type *out) {
     return proj_stage_create(sp, in, out, MMP_AUDIO_PROJ_QWEN2_AUDIO, "projector.qwen2_audio");
@@ -366,11 +397,10 @@ static void *ultravox_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_
 static void *voxtral_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_port_type *out) {
     return proj_stage_create(sp, in, out, MMP_AUDIO_PROJ_VOXTRAL, "projector.voxtral");
 }
-static void proj_stage_destroy(void *state) { mmp_audio_proj_free(state); }
 
 static enum mmp_status proj_stage_run(void *state, const mmp_stage_params *sp, const mmp_array *const *inputs,
                                       mmp_array **outputs) {
-    mmp_audio_proj *p = state;
+    mmp_audio_proj *p = ((aproj_stage *)state)->p;
     int64_t n = inputs[0]->dims[0];
     int64_t d[2] = {mmp_audio_proj_n_out(p, n), p->n_embd};
     mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d);

@@ -21,7 +21,8 @@ typedef struct pw {
 } pw;
 
 struct mmp_projector {
-    mmp_modelfile *mf;
+    const mmp_modelfile *mf;    /* borrowed, or own_mf */
+    mmp_modelfile *own_mf;      /* opened by mmp_projector_load */
     const char *path;
     enum mmp_projector_kind kind;
     enum mmp_unary act;
@@ -36,7 +37,7 @@ void mmp_projector_free(mmp_projector *p) {
     if (!p) return;
     mmp_backend_free(p->be);
     for (int i = 0; i < 4; i++) free(p->owned[i]);
-    mmp_modelfile_free(p->mf);
+    mmp_modelfile_free(p->own_mf);
     free(p);
 }
 
@@ -97,9 +98,10 @@ static enum mmp_status try_names(mmp_projector *p, const char *w1n, const char *
     return MMP_OK;
 }
 
-static enum mmp_status proj_load(mmp_projector *p, const char *path) {
+static enum mmp_status proj_load(mmp_projector *p, const mmp_modelfile *mf) {
+    const char *path = mmp_modelfile_path(mf);
     p->path = path;
-    if (!(p->mf = mmp_modelfile_open(path))) return MMP_ERR_IO;
+    p->mf = mf;
     enum mmp_status s;
     if ((s = try_names(p, "multi_modal_projector.linear_1.weight", "multi_modal_projector.linear_1.bias",
                        "multi_modal_projector.linear_2.weight", "multi_modal_projector.linear_2.bias")) == MMP_ERR_NOT_FOUND &&
@@ -144,15 +146,27 @@ static enum mmp_status proj_load(mmp_projector *p, const char *path) {
     return MMP_OK;
 }
 
-mmp_projector *mmp_projector_load(const char *path) {
-    if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_projector_load: no path");
+mmp_projector *mmp_projector_load_modelfile(const mmp_modelfile *mf) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_projector_load_modelfile: NULL model file");
     mmp_projector *p = mmp__calloc(1, sizeof *p);
     if (!p) return NULL;
-    if (proj_load(p, path) != MMP_OK) {
+    if (proj_load(p, mf) != MMP_OK) {
         mmp_projector_free(p);
         return NULL;
     }
-    p->path = mmp_modelfile_path(p->mf);
+    return p;
+}
+
+mmp_projector *mmp_projector_load(const char *path) {
+    if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_projector_load: no path");
+    mmp_modelfile *mf = mmp_modelfile_open(path);
+    if (!mf) return NULL;
+    mmp_projector *p = mmp_projector_load_modelfile(mf);
+    if (!p) {
+        mmp_modelfile_free(mf);
+        return NULL;
+    }
+    p->own_mf = mf;
     return p;
 }
 
@@ -197,23 +211,50 @@ enum mmp_status mmp_projector_run(mmp_projector *p, const float *x, int32_t n, f
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
-static void proj_stage_destroy(void *state) { mmp_projector_free(state); }
+#include "../core/store-impl.h"
+
+/* The projector comes from the model store (MMP__MODEL_SCRATCH: it keeps a backend while
+ * running, so it is shared only within one pipeline). */
+typedef struct proj_stage {
+    mmp__model_ref ref;
+    mmp_projector *pr;
+} proj_stage;
+
+static void proj_stage_destroy(void *state) {
+    proj_stage *s = state;
+    if (!s) return;
+    mmp__model_put(&s->ref);
+    free(s);
+}
+
+static void *proj_model_load(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    (void)ctx;
+    return mmp_projector_load_modelfile(mf);
+}
+static void proj_model_free(void *m) { mmp_projector_free(m); }
 
 static void *proj_stage_create_kind(const char *kind, enum mmp_projector_kind want, const mmp_stage_params *p,
                                     mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: no model path (-m)", kind);
     if (p->options && *p->options) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: takes no options (got '%s')", kind, p->options);
-    mmp_projector *pr = mmp_projector_load(p->aux_path ? p->aux_path : p->model_path);
-    if (!pr) return NULL;
-    if (pr->kind != want) {
-        mmp_projector_free(pr);
-        return mmp__error_null(MMP_ERR_UNSUPPORTED, "%s: %s holds a %s projector; use projector.%s", kind,
-                               p->aux_path ? p->aux_path : p->model_path, want == MMP_PROJ_MLP ? "linear" : "2-layer MLP",
-                               want == MMP_PROJ_MLP ? "linear" : "mlp");
+    proj_stage *s = mmp__calloc(1, sizeof *s);
+    if (!s) return NULL;
+    const char *path = p->aux_path ? p->aux_path : p->model_path;
+    if (mmp__model_get(p, "projector", path, NULL, MMP__MODEL_SCRATCH, proj_model_load, proj_model_free, NULL, &s->ref) !=
+        MMP_OK) {
+        free(s);
+        return NULL;
     }
-    in[0].dims[1] = pr->n_in;
-    out[0].dims[1] = pr->n_out;
-    return pr;
+    s->pr = s->ref.model;
+    if (s->pr->kind != want) {
+        proj_stage_destroy(s);
+        return mmp__error_null(MMP_ERR_UNSUPPORTED, "%s: %s holds a %s projector; use projector.%s", kind, path,
+                               want == MMP_PROJ_MLP ? "linear" : "2-layer MLP", want == MMP_PROJ_MLP ? "linear" : "mlp");
+    }
+    in[0].dims[1] = s->pr->n_in;
+    out[0].dims[1] = s->pr->n_out;
+    return s;
 }
 
 static void *mlp_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
@@ -225,7 +266,7 @@ static void *linear_stage_create(const mmp_stage_params *p, mmp_port_type *in, m
 
 static enum mmp_status proj_stage_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs,
                                       mmp_array **outputs) {
-    mmp_projector *pr = state;
+    mmp_projector *pr = ((proj_stage *)state)->pr;
     const mmp_array *x = inputs[0];
     int64_t n = x->dims[0], dims[2] = {n, pr->n_out};
     if (n <= 0 || n > (1 << 20)) return mmp__error(MMP_ERR_INVALID_ARG, "%s: %lld input rows", pr->path, (long long)n);

@@ -40,7 +40,8 @@ typedef struct op_layer {
 } op_layer;
 
 struct mmp_outproj {
-    mmp_modelfile *mf;
+    const mmp_modelfile *mf;  /* borrowed, or own_mf */
+    mmp_modelfile *own_mf;    /* opened by mmp_outproj_load */
     char *path;
     mmp_outproj_hparams hp;
     op_w fc_in_w, fc_in_b, fc_out_w, fc_out_b, queries;
@@ -96,7 +97,7 @@ void mmp_outproj_free(mmp_outproj *m) {
     op_w *ws[] = {&m->fc_in_w, &m->fc_in_b, &m->fc_out_w, &m->fc_out_b, &m->queries,
                   &m->enc_n_w, &m->enc_n_b, &m->dec_n_w, &m->dec_n_b};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) mmp__weight_free(ws[i]);
-    mmp_modelfile_free(m->mf);
+    mmp_modelfile_free(m->own_mf);
     free(m->path);
     free(m);
 }
@@ -258,10 +259,25 @@ static enum mmp_status load_final_norm(const mmp_outproj *m, op_w *w, op_w *b, c
 
 mmp_outproj *mmp_outproj_load(const char *path, const mmp_outproj_params *params) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_outproj_load: path is NULL");
+    mmp_modelfile *mf = mmp_modelfile_open(path);
+    if (!mf) return NULL;
+    mmp_outproj *m = mmp_outproj_load_modelfile(mf, params);
+    if (!m) {
+        mmp_modelfile_free(mf);
+        return NULL;
+    }
+    m->own_mf = mf;
+    return m;
+}
+
+mmp_outproj *mmp_outproj_load_modelfile(const mmp_modelfile *mf, const mmp_outproj_params *params) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_outproj_load_modelfile: model file is NULL");
+    const char *path = mmp_modelfile_path(mf);
     mmp_outproj *m = mmp__calloc(1, sizeof *m);
     if (!m) return NULL;
     char *tp = NULL, *outer = NULL;
-    if (!(m->path = mmp__strdup(path)) || !(m->mf = mmp_modelfile_open(path))) goto fail;
+    m->mf = mf;
+    if (!(m->path = mmp__strdup(path))) goto fail;
     if (!(tp = find_prefix(m))) goto fail;
     if (!(outer = mmp__strdup(tp))) goto fail;
     size_t lp = strlen(tp);
@@ -504,7 +520,22 @@ done:
 
 /* ------------------------------------------------------------ the stage ---- */
 
-static void op_stage_destroy(void *state) { mmp_outproj_free(state); }
+#include "../core/store-impl.h"
+
+/* The projector comes from the model store (mmp__outproj_ref): read-only (mmp_outproj_run
+ * takes it const and builds its own backend), so one is shared by every stage, thread and
+ * any-to-any session; keyed by the load params, which change the object. */
+typedef struct op_stage {
+    mmp__model_ref ref;
+    const mmp_outproj *m;
+} op_stage;
+
+static void op_stage_destroy(void *state) {
+    op_stage *s = state;
+    if (!s) return;
+    mmp__model_put(&s->ref);
+    free(s);
+}
 
 /* "heads=N,norm_first=0|1,eps=F,act=relu|gelu" */
 static enum mmp_status op_parse_options(const char *opt, mmp_outproj_params *op) {
@@ -546,19 +577,24 @@ static void *op_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_p
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "projector.output: no model path (-m)");
     mmp_outproj_params op = mmp_outproj_params_default();
     if (op_parse_options(p->options, &op) != MMP_OK) return NULL;
-    mmp_outproj *m = mmp_outproj_load(p->model_path, &op);
-    if (!m) return NULL;
-    const mmp_outproj_hparams *h = mmp_outproj_get_hparams(m);
+    op_stage *s = mmp__calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (mmp__outproj_ref(p, p->model_path, &op, &s->ref) != MMP_OK) {
+        free(s);
+        return NULL;
+    }
+    s->m = s->ref.model;
+    const mmp_outproj_hparams *h = mmp_outproj_get_hparams(s->m);
     in[0].dims[1] = h->in_dim;       /* hidden [*, llm_dim] */
     in[1].dims[1] = h->in_dim;       /* input_embeds [*, llm_dim] */
     out[0].dims[0] = h->n_queries;   /* conditioning [n_queries, cross_dim] */
     out[0].dims[1] = h->out_dim;
-    return m;
+    return s;
 }
 
 static enum mmp_status op_stage_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs,
                                     mmp_array **outputs) {
-    mmp_outproj *m = state;
+    const mmp_outproj *m = ((const op_stage *)state)->m;
     const mmp_array *h = inputs[0], *e = inputs[1];
     if (!h) return mmp__error(MMP_ERR_INVALID_ARG, "projector.output: input 'hidden' is required");
     if (e && e->dims[0] != h->dims[0])

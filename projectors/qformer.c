@@ -42,7 +42,8 @@ typedef struct qf_layer {
 } qf_layer;
 
 struct mmp_qformer {
-    mmp_modelfile *mf;
+    const mmp_modelfile *mf;  /* borrowed, or own_mf */
+    mmp_modelfile *own_mf;    /* opened by mmp_qformer_load */
     char *path;
     mmp_qformer_hparams hp;
     qf_w ln_w, ln_b;          /* embeddings LayerNorm [D] */
@@ -104,7 +105,7 @@ void mmp_qformer_free(mmp_qformer *q) {
     mmp__weight_free(&q->query);
     mmp__weight_free(&q->proj_w);
     mmp__weight_free(&q->proj_b);
-    mmp_modelfile_free(q->mf);
+    mmp_modelfile_free(q->own_mf);
     free(q->path);
     free(q);
 }
@@ -232,10 +233,25 @@ static enum mmp_status load_attn(mmp_qformer *q, qf_attn *a, const char *p, int6
 
 mmp_qformer *mmp_qformer_load(const char *path, const mmp_qformer_params *params) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_qformer_load: path is NULL");
+    mmp_modelfile *mf = mmp_modelfile_open(path);
+    if (!mf) return NULL;
+    mmp_qformer *q = mmp_qformer_load_modelfile(mf, params);
+    if (!q) {
+        mmp_modelfile_free(mf);
+        return NULL;
+    }
+    q->own_mf = mf;
+    return q;
+}
+
+mmp_qformer *mmp_qformer_load_modelfile(const mmp_modelfile *mf, const mmp_qformer_params *params) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_qformer_load_modelfile: model file is NULL");
+    const char *path = mmp_modelfile_path(mf);
     mmp_qformer *q = mmp__calloc(1, sizeof *q);
     if (!q) return NULL;
     char *pre = NULL, *outer = NULL;
-    if (!(q->path = mmp__strdup(path)) || !(q->mf = mmp_modelfile_open(path))) goto fail;
+    q->mf = mf;
+    if (!(q->path = mmp__strdup(path))) goto fail;
     if (!(pre = find_prefix(q))) goto fail;
     if (read_config(q, params) != MMP_OK || count_layers(q, pre) != MMP_OK) goto fail;
 
@@ -452,17 +468,28 @@ done:
 
 /* ------------------------------------------------------------ the stage ---- */
 
+#include "../core/store-impl.h"
+
+/* The Q-Former comes from the model store: read-only (mmp_qformer_run takes it const), so one
+ * is shared by every stage and thread; keyed by the load params (heads=N). */
 typedef struct qf_stage {
-    mmp_qformer *q;
+    mmp__model_ref ref;
+    const mmp_qformer *q;
     bool project;
 } qf_stage;
 
 static void qf_stage_destroy(void *state) {
     qf_stage *s = state;
     if (!s) return;
-    mmp_qformer_free(s->q);
+    mmp__model_put(&s->ref);
     free(s);
 }
+
+static void *qf_model_load(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    return mmp_qformer_load_modelfile(mf, ctx);
+}
+static void qf_model_free(void *m) { mmp_qformer_free(m); }
 
 /* "heads=N,project=0|1" */
 static enum mmp_status qf_parse_options(const char *opt, mmp_qformer_params *qp, bool *project) {
@@ -496,10 +523,17 @@ static void *qf_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_p
     qf_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
     s->project = true;
-    if (qf_parse_options(p->options, &qp, &s->project) != MMP_OK || !(s->q = mmp_qformer_load(p->model_path, &qp))) {
+    if (qf_parse_options(p->options, &qp, &s->project) != MMP_OK) {
         qf_stage_destroy(s);
         return NULL;
     }
+    char key[32];
+    snprintf(key, sizeof key, "heads=%d", (int)qp.n_heads);
+    if (mmp__model_get(p, "qformer", p->model_path, key, 0, qf_model_load, qf_model_free, &qp, &s->ref) != MMP_OK) {
+        qf_stage_destroy(s);
+        return NULL;
+    }
+    s->q = s->ref.model;
     const mmp_qformer_hparams *h = mmp_qformer_get_hparams(s->q);
     in[0].dims[1] = h->encoder_hidden_size;   /* image [*, E] */
     in[1].dims[1] = h->hidden_size;           /* queries [n_query, D] */

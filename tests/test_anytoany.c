@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,10 @@ static void golden_open(golden *g) {
     g->img_w = (int)ne[0]; g->img_h = (int)ne[1];
 }
 
-static mmp_a2a *load(const int32_t *sig, int n_sig) {
+/* store NULL: the session loads its own models */
+static mmp_a2a *load_on(const int32_t *sig, int n_sig, mmp_store *store) {
     mmp_a2a_params p = mmp_a2a_params_default();
+    p.store = store;
     char llm[1024], proj[1024], unet[1024], vae[1024];
     snprintf(llm, sizeof llm, "%s", mmpt_data(LLM));
     snprintf(proj, sizeof proj, "%s", mmpt_data(PROJ));
@@ -85,6 +88,8 @@ static mmp_a2a *load(const int32_t *sig, int n_sig) {
     if (!a) fail_msg("mmp_a2a_load: %s", mmp_last_error());
     return a;
 }
+
+static mmp_a2a *load(const int32_t *sig, int n_sig) { return load_on(sig, n_sig, NULL); }
 
 static double mae(const float *a, const float *b, size_t n) {
     double s = 0;
@@ -390,12 +395,127 @@ static void test_bad_input(void **state) {
     golden_close(&g);
 }
 
+/* Sessions on one store, one per thread: the LLM and the output projector are loaded once and
+ * shared, the UNet and VAE are per session on one mapping of their files; each session's turns
+ * give bitwise the results of a session with its own models. */
+typedef struct session_job {
+    mmp_a2a *a;
+    const golden *g;
+    const int32_t *sig;
+    const mmp_a2a_result *want;
+    pthread_barrier_t *start;
+    int bad;   /* 0: every turn matched; else the first mismatch (1 status, 2 tokens, 3 hidden, ...) */
+} session_job;
+
+static bool same_f32(const float *a, const float *b, size_t n) { return a && b && !memcmp(a, b, n * sizeof(float)); }
+
+static int turn_compare(mmp_a2a *a, const golden *g, const int32_t *sig, const mmp_a2a_result *want, mmp_a2a_result *keep) {
+    mmp_a2a_turn_params tp = golden_turn(g);
+    tp.forced = sig;
+    tp.n_forced = 1;
+    tp.max_new_tokens = g->n_sig + 3;   /* generation goes on after the group */
+    mmp_a2a_result r;
+    if (mmp_a2a_reset(a) != MMP_OK || mmp_a2a_turn(a, g->ids, g->sig_pos[0], &tp, &r) != MMP_OK) return 1;
+    int bad = 0;
+    if (want) {
+        if (r.n_tokens != want->n_tokens || memcmp(r.tokens, want->tokens, (size_t)r.n_tokens * sizeof(int32_t))) bad = 2;
+        else if (r.has_image != want->has_image || r.n_embd != want->n_embd ||
+                 !same_f32(r.signal_hidden, want->signal_hidden, (size_t)r.n_signal * r.n_embd)) bad = 3;
+        else if (!same_f32(r.conditioning, want->conditioning, (size_t)r.t_ctx * r.d_ctx)) bad = 4;
+        else if (!same_f32(r.latents, want->latents, (size_t)r.lat_c * r.lat_h * r.lat_w)) bad = 5;
+        else if (!same_f32(r.image01, want->image01, (size_t)3 * r.width * r.height)) bad = 6;
+    }
+    if (keep) *keep = r;
+    else mmp_a2a_result_free(&r);
+    return bad;
+}
+
+static void *session_work(void *arg) {
+    session_job *j = arg;
+    pthread_barrier_wait(j->start);
+    for (int i = 0; i < 2 && !j->bad; i++) j->bad = turn_compare(j->a, j->g, j->sig, j->want, NULL);
+    return NULL;
+}
+
+static void test_shared_sessions(void **state) {
+    (void)state;
+    golden g;
+    golden_open(&g);
+    int32_t sig[8];
+    for (int i = 0; i < g.n_sig; i++) sig[i] = g.ids[g.sig_pos[i]];
+    /* the reference: one session with its own models */
+    mmp_a2a *solo = load(sig, g.n_sig);
+    mmp_a2a_result want;
+    assert_int_equal(turn_compare(solo, &g, sig, NULL, &want), 0);
+    mmp_a2a_free(solo);
+    check_image_side(&g, &want, "nextgpt_e2e (reference session)");
+
+    mmp_store *store = mmp_store_new();
+    assert_non_null(store);
+    mmp_a2a *a[2] = {load_on(sig, g.n_sig, store), load_on(sig, g.n_sig, store)};
+    mmp_store_stats s = mmp_store_get_stats(store);
+    printf("# two sessions on one store: files_open %lld, models_loaded %lld, file_opens %lld, model_loads %lld, hits %lld\n",
+           (long long)s.files_open, (long long)s.models_loaded, (long long)s.file_opens, (long long)s.model_loads,
+           (long long)s.hits);
+    assert_int_equal(s.model_loads, 2);      /* the LLM and the output projector, once each */
+    assert_int_equal(s.models_loaded, 2);
+    /* the LLM folder, the projector file, the UNet and VAE folders: each mapped once */
+    assert_int_equal(s.file_opens, 4);
+    assert_int_equal(s.files_open, 4);
+    /* the second session: its LLM and projector, and the UNet and VAE mappings */
+    assert_int_equal(s.hits, 4);
+    assert_ptr_equal(mmp_a2a_llm(a[0]), mmp_a2a_llm(a[1]));
+    assert_ptr_not_equal(mmp_a2a_unet(a[0]), mmp_a2a_unet(a[1]));   /* scratch: per session */
+    assert_ptr_not_equal(mmp_a2a_vae(a[0]), mmp_a2a_vae(a[1]));
+
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    session_job jobs[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        jobs[i] = (session_job){.a = a[i], .g = &g, .sig = sig, .want = &want, .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, session_work, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 2; i++)
+        if (jobs[i].bad) fail_msg("session %d: differs from the single session (step %d): %s", i, jobs[i].bad, mmp_last_error());
+    /* one session gone, the other still runs on the shared models */
+    mmp_a2a_free(a[0]);
+    assert_int_equal(turn_compare(a[1], &g, sig, &want, NULL), 0);
+    mmp_a2a_free(a[1]);
+    s = mmp_store_get_stats(store);
+    assert_int_equal(s.files_open, 0);
+    assert_int_equal(s.models_loaded, 0);
+    /* a missing UNet through the store: named, and everything taken from the store given back */
+    mmp_a2a_params bp = mmp_a2a_params_default();
+    char llm[1024], proj[1024], vae[1024];
+    snprintf(llm, sizeof llm, "%s", mmpt_data(LLM));
+    snprintf(proj, sizeof proj, "%s", mmpt_data(PROJ));
+    snprintf(vae, sizeof vae, "%s", mmpt_data("gen/vae"));
+    bp.llm_path = llm; bp.projector_path = proj; bp.unet_path = "/no/such/unet"; bp.vae_path = vae;
+    bp.proj.n_heads = 4;
+    bp.signal_ids = sig;
+    bp.n_signal = g.n_sig;
+    bp.store = store;
+    assert_null(mmp_a2a_load(&bp));
+    printf("  error: %s\n", mmp_last_error());
+    assert_non_null(strstr(mmp_last_error(), "/no/such/unet"));
+    s = mmp_store_get_stats(store);
+    assert_int_equal(s.files_open, 0);
+    assert_int_equal(s.models_loaded, 0);
+    mmp_store_free(store);
+    mmp_a2a_result_free(&want);
+    golden_close(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_turn),
         cmocka_unit_test(test_generated_signal),
         cmocka_unit_test(test_pipeline_any2any),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_shared_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,9 +19,13 @@
  * the returned text. A group in the prompt is not used: to condition on a given group (tests,
  * teacher forcing), pass it as the response prefix (`forced`).
  *
- * Model vs session: an mmp_a2a holds the loaded models AND one session (the LLM's KV cache; the
- * UNet and VAE keep per-call scratch): one per thread. Turns continue the conversation held in
- * the KV cache; mmp_a2a_reset() starts a new one. */
+ * Model vs session: an mmp_a2a is one session: the LLM's KV cache, and the UNet and VAE, which
+ * keep per-call scratch. Use one per thread. The LLM and the output projector are read-only:
+ * sessions created with one model store (mmp_a2a_params.store, store.h) share them (each is
+ * loaded once, from one mapping of its file; pipelines on the same store share them too);
+ * without a store each session loads its own. The UNet and VAE are built per session (never
+ * shared between sessions), with a store on its one mapping of their files. Turns continue the conversation held in the KV cache;
+ * mmp_a2a_reset() starts a new one. */
 #ifndef MMPIPE_ANYTOANY_H
 #define MMPIPE_ANYTOANY_H
 
@@ -31,6 +35,7 @@
 #include "mmpipe/mtmd.h"
 #include "mmpipe/projector.h"
 #include "mmpipe/sampler.h"
+#include "mmpipe/store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,12 +59,16 @@ typedef struct mmp_a2a_params {
     bool add_input_embeds;        /* add the signal tokens' input embeddings to the hidden states
                                    * before the projector (off: the golden and NExT-GPT's decoder
                                    * side use the hidden states alone) */
+    /* Model store (store.h) the LLM and the output projector come from, shared with the other
+     * sessions and pipelines on it (the UNet and VAE are built per session on its mappings of
+     * their files); it must outlive the session. NULL: everything loaded privately. */
+    mmp_store *store;
     /* new fields only at the end */
 } mmp_a2a_params;
 MMP_API mmp_a2a_params mmp_a2a_params_default(void);
 
 typedef struct mmp_a2a mmp_a2a;
-/* Load the four models and check that they fit: projector input = LLM hidden size, projector
+/* Load the four models (the LLM and projector through p->store when given) and check that they fit: projector input = LLM hidden size, projector
  * output = UNet cross_attention_dim, UNet in channels = VAE latent channels (errors name both
  * numbers and both files), signal ids inside the vocabulary. NULL + mmp_last_error(). */
 MMP_API mmp_a2a *mmp_a2a_load(const mmp_a2a_params *p);

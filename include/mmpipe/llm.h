@@ -29,6 +29,7 @@ extern "C" {
 typedef struct mmp_llm mmp_llm;
 typedef struct mmp_llm_ctx mmp_llm_ctx;
 struct mmp_tokenizer; /* tokenizer.h */
+struct mmp_modelfile; /* modelfile.h */
 
 /* Hyper-parameters as read from the model files. */
 typedef struct mmp_llm_hparams {
@@ -60,6 +61,10 @@ MMP_API mmp_llm_load_params mmp_llm_load_params_default(void);
  * the tensor / key and the value: missing tensors, wrong shapes, vocab/embedding mismatch,
  * unknown architecture). */
 MMP_API mmp_llm *mmp_llm_load(const char *path, const mmp_llm_load_params *params);
+/* The same from a model file the caller opened (mmp_modelfile_open or mmp_store_open): the
+ * model BORROWS mf (uses its mapped weights in place); keep mf open until the model is freed.
+ * Messages name mmp_modelfile_path(mf). */
+MMP_API mmp_llm *mmp_llm_load_modelfile(const struct mmp_modelfile *mf, const mmp_llm_load_params *params);
 MMP_API void mmp_llm_free(mmp_llm *m);
 MMP_API const mmp_llm_hparams *mmp_llm_get_hparams(const mmp_llm *m);   /* borrowed */
 /* The model's tokenizer (GGUF metadata or tokenizer.json in the folder); NULL if it has none.

@@ -18,6 +18,8 @@
 extern "C" {
 #endif
 
+struct mmp_modelfile; /* modelfile.h */
+
 /* ------------------------------------------------------------------ Q-Former ----
  * BLIP-2 Q-Former (transformers Blip2QFormerModel) as the queries see it:
  *   x = LayerNorm(query_embeds)                              (`layernorm`)
@@ -59,6 +61,9 @@ typedef struct mmp_qformer_hparams {
 /* Load from a file or folder (see above). NULL + mmp_last_error() naming the file, tensor and
  * sizes on any inconsistency. params may be NULL (defaults). */
 MMP_API mmp_qformer *mmp_qformer_load(const char *path, const mmp_qformer_params *params);
+/* The same from a model file the caller opened (mmp_modelfile_open / mmp_store_open): the
+ * Q-Former BORROWS mf (weights used in place); keep mf open until the Q-Former is freed. */
+MMP_API mmp_qformer *mmp_qformer_load_modelfile(const struct mmp_modelfile *mf, const mmp_qformer_params *params);
 MMP_API void mmp_qformer_free(mmp_qformer *q);
 /* Borrowed; lives as long as q. */
 MMP_API const mmp_qformer_hparams *mmp_qformer_get_hparams(const mmp_qformer *q);
@@ -127,6 +132,9 @@ typedef struct mmp_outproj_hparams {
 } mmp_outproj_hparams;
 
 MMP_API mmp_outproj *mmp_outproj_load(const char *path, const mmp_outproj_params *params);
+/* The same from a model file the caller opened: BORROWS mf (keep it open until the projector
+ * is freed). The `config.json` next to the weights is read through mf. */
+MMP_API mmp_outproj *mmp_outproj_load_modelfile(const struct mmp_modelfile *mf, const mmp_outproj_params *params);
 MMP_API void mmp_outproj_free(mmp_outproj *m);
 MMP_API const mmp_outproj_hparams *mmp_outproj_get_hparams(const mmp_outproj *m);
 

@@ -8,13 +8,16 @@
  * memory first: 2-4 GB for a real checkpoint). The renaming follows diffusers'
  * convert_ldm_unet_checkpoint / convert_ldm_vae_checkpoint / convert_ldm_clip_checkpoint. */
 #include "mmpipe/sd.h"
+#include "sd-impl.h"
 #include "mmpipe/json.h"
 #include "mmpipe/safetensors.h"
 #include "mapfile.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -710,8 +713,7 @@ enum mmp_status mmp_sd_encode_prompt(mmp_sd *sd, const char *prompt, int32_t cli
     if (!sd || !cond || !t_ctx || !d_ctx) return mmp__error(MMP_ERR_INVALID_ARG, "mmp_sd_encode_prompt: NULL argument");
     *cond = NULL;
     const mmp_clip_text_hparams *hp = mmp_clip_text_get_hparams(sd->te);
-    int32_t T = mmp_clip_tokenizer_max_length(sd->tok);
-    if (T > hp->n_ctx) T = hp->n_ctx;
+    int32_t T = mmp__sd_prompt_length(sd);
     if (clip_skip < 0 || clip_skip > hp->n_layer)
         return mmp__error(MMP_ERR_INVALID_ARG, "clip skip %d: the text encoder has %d layers", (int)clip_skip, (int)hp->n_layer);
     mmp_token *ids = mmp__malloc((size_t)T * sizeof *ids);
@@ -798,5 +800,101 @@ enum mmp_status mmp_sd_generate(mmp_sd *sd, const mmp_sd_gen_params *g, float *i
 done:
     free(cond); free(uncond); free(init); free(lat);
     mmp_scheduler_free(sch);
+    return s;
+}
+
+/* ======================= SD roots as stage models (sd-impl.h) ======================= */
+
+int32_t mmp__sd_prompt_length(const mmp_sd *sd) {
+    int32_t T = mmp_clip_tokenizer_max_length(sd->tok), n_ctx = mmp_clip_text_get_hparams(sd->te)->n_ctx;
+    return T < n_ctx ? T : n_ctx;
+}
+
+bool mmp__sd_is_root(const char *path) {
+    if (!path || !*path) return false;
+    if (mmp__is_dir(path)) {
+        char *mi = mmp__path_join(path, "model_index.json");
+        bool r = mi && mmp__is_file(mi);
+        free(mi);
+        mmp_clear_error();
+        return r;
+    }
+    size_t n = strlen(path);
+    if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0 || !mmp__is_file(path)) { mmp_clear_error(); return false; }
+    /* the header only: a map of the file, no tensor data is read */
+    mmp_safetensors *st = mmp_safetensors_open(path);
+    /* a whole checkpoint: the UNet is there (a text-encoder-only extract loads as a CLIP text
+     * model, encoder.clip_text reads cond_stage_model.* names itself) */
+    bool r = st && find_q(st, UNET_P "input_blocks.0.0.weight");
+    mmp_safetensors_free(st);
+    mmp_clear_error();
+    return r;
+}
+
+void mmp__sd_opts_free(mmp__sd_opts *o) {
+    if (!o) return;
+    free(o->tokenizer);
+    memset(o, 0, sizeof *o);
+}
+
+int mmp__sd_opt(const char *kind, const char *key, const char *val, mmp__sd_opts *o) {
+    if (!strcmp(key, "tokenizer")) {
+        free(o->tokenizer);
+        o->tokenizer = NULL;
+        if (*val && !(o->tokenizer = mmp__strdup(val))) return -1;
+        return 1;
+    }
+    int *dst = !strcmp(key, "ldm_heads") ? &o->ldm_heads : !strcmp(key, "ldm_groups") ? &o->ldm_groups
+             : !strcmp(key, "ldm_text_heads") ? &o->ldm_text_heads : NULL;
+    if (!dst) return 0;
+    char *end;
+    long v = *val ? strtol(val, &end, 10) : 0;
+    if ((*val && *end) || v < 0 || v > 1024)
+        return mmp__error(MMP_ERR_INVALID_ARG, "%s: option %s=%s, expected 0 (from the weights) or 1..1024", kind, key, val), -1;
+    *dst = (int)v;
+    return 1;
+}
+
+typedef struct sd_load_ctx {
+    const mmp__sd_opts *o;
+    const char *vae;
+    int n_threads;
+} sd_load_ctx;
+
+static void *sd_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)mf;
+    const sd_load_ctx *c = ctx;
+    mmp_sd_params lp = mmp_sd_params_default();
+    lp.n_threads = c->n_threads;
+    lp.vae_path = c->vae;
+    if (c->o) {
+        lp.tokenizer_path = c->o->tokenizer;
+        lp.ldm_unet_heads = c->o->ldm_heads;
+        lp.ldm_norm_groups = c->o->ldm_groups;
+        lp.ldm_text_heads = c->o->ldm_text_heads;
+    }
+    return mmp_sd_load(path, &lp);
+}
+static void sd_free_cb(void *m) { mmp_sd_free(m); }
+
+enum mmp_status mmp__sd_ref(const mmp_stage_params *p, const char *root, const char *vae, const mmp__sd_opts *o,
+                            mmp__model_ref *out) {
+    memset(out, 0, sizeof *out);
+    if (vae && !*vae) vae = NULL;
+    sd_load_ctx c = { o, vae, p && p->n_threads > 0 ? p->n_threads : 1 };
+    /* the key holds everything that changes the loaded object; the VAE path canonical so that
+     * two spellings of one file meet */
+    char *cv = vae ? realpath(vae, NULL) : NULL;
+    char *key = NULL;
+    size_t kl = 0;
+    FILE *f = open_memstream(&key, &kl);
+    if (!f) { free(cv); return mmp__error(MMP_ERR_NOMEM, "out of memory"); }
+    fprintf(f, "threads=%d;vae=%s;tokenizer=%s;ldm=%d,%d,%d", c.n_threads, cv ? cv : vae ? vae : "", o && o->tokenizer ? o->tokenizer : "",
+            o ? o->ldm_heads : 0, o ? o->ldm_groups : 0, o ? o->ldm_text_heads : 0);
+    bool ok = fclose(f) == 0 && key;
+    free(cv);
+    if (!ok) { free(key); return mmp__error(MMP_ERR_NOMEM, "out of memory"); }
+    enum mmp_status s = mmp__model_get(p, "sd", root, key, MMP__MODEL_NO_FILE | MMP__MODEL_SCRATCH, sd_load_cb, sd_free_cb, &c, out);
+    free(key);
     return s;
 }

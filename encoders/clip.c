@@ -21,6 +21,7 @@ typedef struct clip_w {
     const char *path;
     char prefix[64];
     bool gguf;          /* llama.cpp mmproj names ("v.blk.N.attn_q.weight"): HF names are translated */
+    bool borrowed;      /* mf belongs to the caller (a *_load_modelfile load, e.g. the model store) */
     void **owned;
     int n_owned, cap_owned;
 } clip_w;
@@ -58,7 +59,7 @@ static void clip_w_free(clip_w *ws) {
     free(ws->owned);
     ws->owned = NULL;
     ws->n_owned = ws->cap_owned = 0;
-    mmp_modelfile_free(ws->mf);
+    if (!ws->borrowed) mmp_modelfile_free(ws->mf);
     ws->mf = NULL;
 }
 
@@ -411,10 +412,10 @@ static enum mmp_status vit_load_gguf(mmp_vit *v, const char *path) {
     return MMP_OK;
 }
 
+/* ws->mf is set (owned or borrowed) */
 static enum mmp_status vit_load(mmp_vit *v, const char *path) {
     clip_w *ws = &v->ws;
     ws->path = path;
-    if (!(ws->mf = mmp_modelfile_open(path))) return MMP_ERR_IO;
     if (mmp_modelfile_format(ws->mf) == MMP_MODELFILE_GGUF) return vit_load_gguf(v, path);
     const char *pfx = NULL;
     for (int i = 0; VIT_PREFIXES[i]; i++) {
@@ -496,11 +497,25 @@ mmp_vit *mmp_vit_load(const char *path) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_vit_load: no path");
     mmp_vit *v = mmp__calloc(1, sizeof *v);
     if (!v) return NULL;
-    if (vit_load(v, path) != MMP_OK) {
+    if (!(v->ws.mf = mmp_modelfile_open(path)) || vit_load(v, path) != MMP_OK) {
         mmp_vit_free(v);
         return NULL;
     }
     v->ws.path = mmp_modelfile_path(v->ws.mf);
+    return v;
+}
+
+mmp_vit *mmp_vit_load_modelfile(const mmp_modelfile *mf) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_vit_load_modelfile: NULL model file");
+    mmp_vit *v = mmp__calloc(1, sizeof *v);
+    if (!v) return NULL;
+    v->ws.mf = (mmp_modelfile *)mf;  /* borrowed: read only, never freed here */
+    v->ws.borrowed = true;
+    if (vit_load(v, mmp_modelfile_path(mf)) != MMP_OK) {
+        mmp_vit_free(v);
+        return NULL;
+    }
+    v->ws.path = mmp_modelfile_path(mf);
     return v;
 }
 
@@ -629,7 +644,7 @@ void mmp_clip_text_free(mmp_clip_text *t) {
     if (!t) return;
     mmp_backend_free(t->be);
     free(t->layers);
-    if (t->root) t->ws.mf = NULL;  /* the component belongs to the root */
+    if (t->root || t->ws.borrowed) t->ws.mf = NULL;  /* the component belongs to the root / the caller */
     clip_w_free(&t->ws);
     mmp_modelfile_free(t->root);
     free(t);
@@ -646,16 +661,15 @@ mmp_clip_text_params mmp_clip_text_params_default(void) {
     return p;
 }
 
-static enum mmp_status text_load(mmp_clip_text *t, const char *path) {
+/* mf: opened here (owned) or the caller's (borrowed, then t->ws.borrowed is set) */
+static enum mmp_status text_load(mmp_clip_text *t, mmp_modelfile *mf, const char *path) {
     clip_w *ws = &t->ws;
     ws->path = path;
-    mmp_modelfile *mf = mmp_modelfile_open(path);
-    if (!mf) return MMP_ERR_IO;
     if (mmp_modelfile_format(mf) == MMP_MODELFILE_PIPELINE) {
-        t->root = mf;
+        if (!ws->borrowed) t->root = mf;
         const mmp_modelfile *c = mmp_modelfile_component(mf, "text_encoder");
-        if (!c) return MMP_ERR_NOT_FOUND;
         ws->mf = (mmp_modelfile *)c;
+        if (!c) return MMP_ERR_NOT_FOUND;
     } else {
         ws->mf = mf;
     }
@@ -721,11 +735,27 @@ mmp_clip_text *mmp_clip_text_load(const char *path) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_clip_text_load: no path");
     mmp_clip_text *t = mmp__calloc(1, sizeof *t);
     if (!t) return NULL;
-    if (text_load(t, path) != MMP_OK) {
+    mmp_modelfile *mf = mmp_modelfile_open(path);
+    if (!mf) { free(t); return NULL; }
+    t->ws.mf = mf;
+    if (text_load(t, mf, path) != MMP_OK) {
         mmp_clip_text_free(t);
         return NULL;
     }
     t->ws.path = mmp_modelfile_path(t->root ? t->root : t->ws.mf);
+    return t;
+}
+
+mmp_clip_text *mmp_clip_text_load_modelfile(const mmp_modelfile *mf) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_clip_text_load_modelfile: NULL model file");
+    mmp_clip_text *t = mmp__calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ws.borrowed = true;
+    if (text_load(t, (mmp_modelfile *)mf, mmp_modelfile_path(mf)) != MMP_OK) {
+        mmp_clip_text_free(t);
+        return NULL;
+    }
+    t->ws.path = mmp_modelfile_path(mf);
     return t;
 }
 
@@ -805,12 +835,24 @@ enum mmp_status mmp_clip_text_encode(mmp_clip_text *t, const int32_t *tokens, in
  *               HF last_hidden_state)
  *   pooled=1    output the pooled vector [1, D] instead (CLIP pooler / SigLIP head)
  * encoder.clip_text: tokens [n] -> hidden [n, D] (conditioning), pooled [1, D]. Options:
- *   layer=N (default -1), final_ln=0|1 (default 1): clip-skip 2 = layer=-2. */
+ *   layer=N (default -1), final_ln=0|1 (default 1): clip-skip 2 = layer=-2;
+ *   clip_skip=N  as Stable Diffusion UIs and mmp_sd_encode_prompt: 0 or 1 the last layer,
+ *               N >= 2 hidden_states[-N] with the final LN (overrides layer / final_ln).
+ *   model may be a Stable Diffusion root (diffusers folder with model_index.json or a
+ *   single-file checkpoint): its text_encoder is used from the model shared through the store
+ *   (core/sd-impl.h), with aux = the VAE override and the SD load options tokenizer=DIR,
+ *   ldm_heads=N, ldm_groups=N, ldm_text_heads=N, so that the sampler stage meets the same
+ *   loaded model.
+ * Models come through the model store (store-impl.h): the ViT via mmp__vit_ref, the text model
+ * under tag "clip_text" (both keep scratch state: shared within one pipeline). */
 
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
+#include "../core/store-impl.h"
+#include "../core/sd-impl.h"
 
 typedef struct enc_stage {
+    mmp__model_ref ref;     /* the ViT, the text model or the SD root holding it */
     mmp_vit *v;
     mmp_clip_text *t;
     mmp_vit_params vp;
@@ -821,37 +863,41 @@ typedef struct enc_stage {
 static void enc_stage_destroy(void *state) {
     enc_stage *s = state;
     if (!s) return;
-    mmp_vit_free(s->v);
-    mmp_clip_text_free(s->t);
+    mmp__model_put(&s->ref);
     free(s);
 }
 
-/* "key=value,key=value": integer values only. */
-static enum mmp_status parse_opts(const char *kind, const char *opt, const char *const *keys, int64_t *vals, bool *set) {
-    if (!opt) return MMP_OK;
-    const char *p = opt;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
+/* "key=value,key=value" (mmp__opts_parse: "\," escapes a comma): integer values for `keys`;
+ * other keys go to `extra` (may be NULL: then they are errors), which returns 1 if it took the
+ * key, 0 if not, -1 on a bad value. */
+typedef int (*extra_opt_fn)(const char *kind, const char *key, const char *val, void *ctx);
+static enum mmp_status parse_opts(const char *kind, const char *opt, const char *const *keys, int64_t *vals, bool *set,
+                                  extra_opt_fn extra, void *ctx) {
+    mmp__opt items[16];
+    char *store = NULL;
+    int n = mmp__opts_parse(kind, opt, items, 16, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
         int k = -1;
-        for (int i = 0; keys[i] && eq; i++)
-            if (strlen(keys[i]) == (size_t)(eq - p) && !strncmp(p, keys[i], (size_t)(eq - p))) k = i;
-        if (len > 0) {
+        for (int j = 0; keys[j]; j++)
+            if (!strcmp(items[i].key, keys[j])) k = j;
+        if (k >= 0) {
             char *e = NULL;
-            long long v = 0;
-            if (k >= 0) v = strtoll(eq + 1, &e, 10);
-            if (k < 0 || e == eq + 1 || e != p + len) {
-                char known[160] = "";
-                for (int i = 0; keys[i]; i++) snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s=N", i ? ", " : "", keys[i]);
-                return mmp__error(MMP_ERR_INVALID_ARG, "%s: bad option '%.*s' (known: %s)", kind, (int)len, p, known);
-            }
-            vals[k] = v;
-            set[k] = true;
+            long long v = strtoll(items[i].val, &e, 10);
+            if (*items[i].val && !*e) { vals[k] = v; set[k] = true; continue; }
+        } else if (extra) {
+            int r = extra(kind, items[i].key, items[i].val, ctx);
+            if (r > 0) continue;
+            if (r < 0) { st = MMP_ERR_INVALID_ARG; break; }
         }
-        p += len + (end ? 1 : 0);
+        char known[200] = "";
+        for (int j = 0; keys[j]; j++) snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s=N", j ? ", " : "", keys[j]);
+        if (extra) snprintf(known + strlen(known), sizeof known - strlen(known), ", tokenizer=DIR, ldm_heads=N, ldm_groups=N, ldm_text_heads=N");
+        st = mmp__error(MMP_ERR_INVALID_ARG, "%s: bad option '%s=%s' (known: %s)", kind, items[i].key, items[i].val, known);
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
 
 static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mmp_stage_params *p, mmp_port_type *in,
@@ -860,10 +906,11 @@ static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mm
     static const char *const keys[] = {"layer", "drop_cls", "post_ln", "pooled", NULL};
     int64_t val[4] = {0};
     bool set[4] = {false};
-    if (parse_opts(kind, p->options, keys, val, set) != MMP_OK) return NULL;
+    if (parse_opts(kind, p->options, keys, val, set, NULL, NULL) != MMP_OK) return NULL;
     enc_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (!(s->v = mmp_vit_load(p->model_path))) { enc_stage_destroy(s); return NULL; }
+    if (mmp__vit_ref(p, p->model_path, &s->ref) != MMP_OK) { enc_stage_destroy(s); return NULL; }
+    s->v = s->ref.model;
     const mmp_vit_hparams *hp = mmp_vit_get_hparams(s->v);
     if (hp->arch != want) {
         bool clip = hp->arch == MMP_VIT_CLIP;
@@ -908,6 +955,7 @@ static void *siglip_stage_create(const mmp_stage_params *p, mmp_port_type *in, m
 
 static enum mmp_status vit_stage_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs,
                                      mmp_array **outputs) {
+    (void)p;
     enc_stage *s = state;
     const mmp_vit_hparams *hp = mmp_vit_get_hparams(s->v);
     const mmp_array *px = inputs[0];
@@ -946,24 +994,55 @@ const mmp_stage_kind mmp__stage_encoder_siglip = VIT_KIND(
     "encoder.siglip", "SigLIP vision transformer: pixels -> hidden (options layer=N, post_ln=0|1, pooled=0|1)",
     siglip_stage_create);
 
+static int sd_extra(const char *kind, const char *key, const char *val, void *ctx) { return mmp__sd_opt(kind, key, val, ctx); }
+
+static void *text_model_load(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    (void)ctx;
+    return mmp_clip_text_load_modelfile(mf);
+}
+static void text_model_free(void *t) { mmp_clip_text_free(t); }
+
 static void *text_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
-    if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "encoder.clip_text: no model path (-m)");
-    static const char *const keys[] = {"layer", "final_ln", NULL};
-    int64_t val[2] = {0};
-    bool set[2] = {false};
-    if (parse_opts("encoder.clip_text", p->options, keys, val, set) != MMP_OK) return NULL;
+    const char *K = "encoder.clip_text";
+    if (!p || !p->model_path || !*p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: no model path (-m)", K);
+    static const char *const keys[] = {"layer", "final_ln", "clip_skip", NULL};
+    int64_t val[3] = {0};
+    bool set[3] = {false};
+    mmp__sd_opts so = {0};
+    if (parse_opts(K, p->options, keys, val, set, sd_extra, &so) != MMP_OK) { mmp__sd_opts_free(&so); return NULL; }
     enc_stage *s = mmp__calloc(1, sizeof *s);
-    if (!s) return NULL;
-    if (!(s->t = mmp_clip_text_load(p->model_path))) { enc_stage_destroy(s); return NULL; }
+    if (!s) { mmp__sd_opts_free(&so); return NULL; }
+    enum mmp_status st;
+    bool root = mmp__sd_is_root(p->model_path);
+    if (root) {
+        /* the SD model's text encoder, from the model the sampler stage shares */
+        if ((st = mmp__sd_ref(p, p->model_path, p->aux_path, &so, &s->ref)) == MMP_OK) s->t = mmp_sd_text_encoder(s->ref.model);
+    } else {
+        st = mmp__model_get(p, "clip_text", p->model_path, NULL, MMP__MODEL_SCRATCH, text_model_load, text_model_free, NULL, &s->ref);
+        if (st == MMP_OK) s->t = s->ref.model;
+    }
+    mmp__sd_opts_free(&so);
+    if (st != MMP_OK) { enc_stage_destroy(s); return NULL; }
     const mmp_clip_text_hparams *hp = mmp_clip_text_get_hparams(s->t);
     s->tp = mmp_clip_text_params_default();
     if (set[0]) s->tp.layer = (int32_t)val[0];
     if (set[1]) s->tp.final_ln = val[1] != 0;
+    if (set[2]) {
+        /* as mmp_sd_encode_prompt */
+        if (val[2] < 0 || val[2] > hp->n_layer) {
+            int nl = hp->n_layer;
+            long long cs = (long long)val[2];
+            enc_stage_destroy(s);
+            return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: clip_skip=%lld but the text encoder has %d layers", K, cs, nl);
+        }
+        s->tp.layer = val[2] >= 2 ? -(int32_t)val[2] : -1;
+        s->tp.final_ln = true;
+    }
     if (resolve_layer(s->tp.layer, hp->n_layer) < 0) {
         int layer = s->tp.layer, nl = hp->n_layer;
         enc_stage_destroy(s);
-        return mmp__error_null(MMP_ERR_INVALID_ARG, "encoder.clip_text: layer=%d but the model has hidden states 0..%d",
-                               layer, nl);
+        return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: layer=%d but the model has hidden states 0..%d", K, layer, nl);
     }
     s->tp.n_threads = p->n_threads > 0 ? p->n_threads : 1;
     s->tp.abort_cb = p->abort_cb;
@@ -976,6 +1055,7 @@ static void *text_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp
 
 static enum mmp_status text_stage_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs,
                                       mmp_array **outputs) {
+    (void)p;
     enc_stage *s = state;
     const mmp_clip_text_hparams *hp = mmp_clip_text_get_hparams(s->t);
     const mmp_array *tok = inputs[0];
@@ -994,7 +1074,8 @@ static enum mmp_status text_stage_run(void *state, const mmp_stage_params *p, co
 
 const mmp_stage_kind mmp__stage_encoder_clip_text = {
     .name = "encoder.clip_text",
-    .summary = "CLIP text transformer: tokens -> conditioning [n, D], pooled [1, D] (options layer=N, final_ln=0|1)",
+    .summary = "CLIP text transformer (or a Stable Diffusion root's text encoder): tokens -> conditioning [n, D], pooled [1, D] "
+               "(options layer=N, final_ln=0|1, clip_skip=N; SD roots: aux=VAE, tokenizer=DIR, ldm_heads/ldm_groups/ldm_text_heads=N)",
     .n_inputs = 1,
     .n_outputs = 2,
     .inputs = {{"tokens", {MMP_ROLE_TOKENS, MMP_TYPE_I32, 1, {MMP_DIM_ANY}}, false, "token ids (<= max_position_embeddings)"}},

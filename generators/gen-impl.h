@@ -24,12 +24,15 @@ struct mmp__went {
 /* Weights of one model file, resolved lazily and cached (conversions happen once). */
 typedef struct mmp__wstore {
     mmp_modelfile *mf;
+    bool borrowed;            /* mf is the caller's (a *_load_modelfile load): not freed here */
     char prefix[64];          /* prepended to every name ("" or "decoder." ...) */
     struct mmp__went *e;
     int n, cap;
 } mmp__wstore;
 
 enum mmp_status mmp__wstore_open(mmp__wstore *ws, const char *path);
+/* Use an opened model file (the caller keeps it open while ws lives). */
+void mmp__wstore_borrow(mmp__wstore *ws, const mmp_modelfile *mf);
 void mmp__wstore_close(mmp__wstore *ws);
 /* Whether a tensor exists (prefix + printf name). */
 bool mmp__wstore_has(mmp__wstore *ws, const char *fmt, ...) MMP_PRINTF(2, 3);
@@ -71,5 +74,12 @@ mmp_tensor *mmp__taesd_decoder(mmp__wstore *ws, mmp_graph *g, mmp_tensor *z);   
 mmp_tensor *mmp__taesd_encoder(mmp__wstore *ws, mmp_graph *g, mmp_tensor *img);
 int mmp__taesd_latent_channels(mmp__wstore *ws, bool decoder);   /* 0 if not a TAESD file */
 int mmp__taesd_n_upsamples(mmp__wstore *ws, bool decoder);      /* 3 for 8x */
+
+/* The UNet / VAE of a stage through the model store (generators/stage_sample.c): tags "unet" and
+ * "vae", keyed by the thread count, scratch models (shared within p->scope). */
+struct mmp_stage_params;
+struct mmp__model_ref;
+enum mmp_status mmp__unet_ref(const struct mmp_stage_params *p, const char *path, struct mmp__model_ref *out);
+enum mmp_status mmp__vae_ref(const struct mmp_stage_params *p, const char *path, struct mmp__model_ref *out);
 
 #endif

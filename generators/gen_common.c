@@ -12,12 +12,18 @@ enum mmp_status mmp__wstore_open(mmp__wstore *ws, const char *path) {
     return MMP_OK;
 }
 
+void mmp__wstore_borrow(mmp__wstore *ws, const mmp_modelfile *mf) {
+    memset(ws, 0, sizeof *ws);
+    ws->mf = (mmp_modelfile *)mf;  /* read only: lookups and mapped data */
+    ws->borrowed = true;
+}
+
 void mmp__wstore_close(mmp__wstore *ws) {
     if (!ws) return;
     for (int i = 0; i < ws->n; i++)
         if (ws->e[i].owned) free(ws->e[i].data);
     free(ws->e);
-    mmp_modelfile_free(ws->mf);
+    if (!ws->borrowed) mmp_modelfile_free(ws->mf);
     memset(ws, 0, sizeof *ws);
 }
 

@@ -4,10 +4,16 @@
  *   generator.taesd_decode the same with a TAESD-family decoder
  *   generator.vae_encode   image [3, H, W] in [0, 1] -> latents [C, H/8, W/8] (mean * scaling_factor)
  * Option "raw" on the VAE kinds skips the scaling and range mapping: the decoder / encoder
- * exactly as the model computes it (latents unscaled, images in the model's own range). */
+ * exactly as the model computes it (latents unscaled, images in the model's own range).
+ * Models come through the model store (mmp__unet_ref / mmp__vae_ref): a UNet or VAE that
+ * several stages of one pipeline name is loaded once. */
 #include "gen-impl.h"
 #include "util.h"
 #include "../core/stage-impl.h"
+#include "../core/store-impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -30,21 +36,26 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, bool *raw) 
 
 /* ---- generator.unet ---- */
 
-static void unet_destroy(void *st) { mmp_unet_free(st); }
+static void unet_destroy(void *st) {
+    mmp__model_put(st);
+    free(st);
+}
 
 static void *unet_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "generator.unet: no model path (-m)");
     if (p->options && *p->options) return mmp__error_null(MMP_ERR_INVALID_ARG, "generator.unet: unknown options '%s' (none known)", p->options);
-    mmp_unet *u = mmp_unet_load(p->model_path, p->n_threads);
-    if (!u) return NULL;
+    mmp__model_ref *r = mmp__calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (mmp__unet_ref(p, p->model_path, r) != MMP_OK) { free(r); return NULL; }
+    mmp_unet *u = r->model;
     in[0].dims[0] = mmp_unet_in_channels(u);
     in[2].dims[1] = mmp_unet_cross_attention_dim(u);
     out[0].dims[0] = mmp_unet_out_channels(u);
-    return u;
+    return r;
 }
 
 static enum mmp_status unet_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs, mmp_array **outputs) {
-    mmp_unet *u = state;
+    mmp_unet *u = ((mmp__model_ref *)state)->model;
     const mmp_array *x = inputs[0], *t = inputs[1], *c = inputs[2];
     if (!x || !t || !c) return mmp__error(MMP_ERR_INVALID_ARG, "generator.unet: latents, timestep and conditioning are required");
     if (c->dims[1] != mmp_unet_cross_attention_dim(u))
@@ -86,6 +97,7 @@ const mmp_stage_kind mmp__stage_generator_unet = {
 /* ---- VAE kinds ---- */
 
 typedef struct vae_stage {
+    mmp__model_ref ref;
     mmp_vae *v;
     bool raw;
 } vae_stage;
@@ -93,9 +105,19 @@ typedef struct vae_stage {
 static void vae_destroy(void *state) {
     vae_stage *s = state;
     if (!s) return;
-    mmp_vae_free(s->v);
+    mmp__model_put(&s->ref);
     free(s);
 }
+
+/* TAESD as two files: stored under the first path, keyed by the second */
+typedef struct { const char *enc, *dec; int n_threads; } tiny2_ctx;
+static void *tiny2_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)mf;
+    (void)path;
+    const tiny2_ctx *c = ctx;
+    return mmp_vae_load_tiny2(c->enc, c->dec, c->n_threads);
+}
+static void vae_free_cb(void *m) { mmp_vae_free(m); }
 
 static vae_stage *vae_open(const char *kind, const mmp_stage_params *p, bool need_tiny, bool need_enc) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: no model path (-m)", kind);
@@ -103,10 +125,24 @@ static vae_stage *vae_open(const char *kind, const mmp_stage_params *p, bool nee
     if (!s) return NULL;
     if (parse_opts(kind, p->options, &s->raw) != MMP_OK) { free(s); return NULL; }
     /* TAESD as two taesd.py files: -m decoder, --aux encoder (or the other way for encode) */
-    if (p->aux_path) s->v = need_enc ? mmp_vae_load_tiny2(p->model_path, p->aux_path, p->n_threads)
-                                     : mmp_vae_load_tiny2(p->aux_path, p->model_path, p->n_threads);
-    else s->v = mmp_vae_load(p->model_path, p->n_threads);
-    if (!s->v) { mmp__error_prefix("%s: ", kind); free(s); return NULL; }
+    enum mmp_status st;
+    if (p->aux_path && *p->aux_path) {
+        tiny2_ctx c = { need_enc ? p->model_path : p->aux_path, need_enc ? p->aux_path : p->model_path, p->n_threads > 0 ? p->n_threads : 1 };
+        /* one object per (decoder, encoder) pair, whichever stage asks: keyed under the decoder */
+        char *ca = realpath(c.enc, NULL);
+        size_t kl = strlen(ca ? ca : c.enc) + 64;
+        char *key = mmp__malloc(kl);
+        if (key) snprintf(key, kl, "threads=%d;encoder=%s", c.n_threads, ca ? ca : c.enc);
+        free(ca);
+        st = key ? mmp__model_get(p, "vae_tiny2", c.dec, key, MMP__MODEL_NO_FILE | MMP__MODEL_SCRATCH, tiny2_load_cb, vae_free_cb, &c,
+                                  &s->ref)
+                 : MMP_ERR_NOMEM;
+        free(key);
+    } else {
+        st = mmp__vae_ref(p, p->model_path, &s->ref);
+    }
+    if (st != MMP_OK) { mmp__error_prefix("%s: ", kind); free(s); return NULL; }
+    s->v = s->ref.model;
     if (need_tiny && mmp_vae_get_kind(s->v) != MMP_VAE_TINY) {
         mmp__error(MMP_ERR_UNSUPPORTED, "%s: %s is not a TAESD-family model (use generator.vae_decode)", kind, p->model_path);
         vae_destroy(s);

@@ -9,7 +9,14 @@
  *   generator.sample   the whole CFG sampling loop as one stage: conditioning [T, D] (+ optional
  *                      uncond [T, D], zeros when absent, as NExT-GPT) + initial noise [C, h, w]
  *                      -> final latents [C, h, w] + image [3, s*h, s*w] in [0, 1].
- *                      model = the UNet folder, aux = the VAE (folder or TAESD file).
+ *                      model = a Stable Diffusion root (diffusers folder with model_index.json
+ *                      or a single-file checkpoint): its UNet, VAE and scheduler config, from
+ *                      the mmp_sd shared through the store with tokenize.clip and
+ *                      encoder.clip_text (core/sd-impl.h; aux = an optional other VAE / TAESD,
+ *                      options tokenizer=DIR, ldm_heads/ldm_groups/ldm_text_heads=N), checked
+ *                      as mmp_sd_check does at creation; or model = the UNet folder and aux =
+ *                      the VAE (folder or TAESD file), through the store as generator.unet /
+ *                      generator.vae_decode get them.
  *                      Options: sampler=ddim|euler|euler_a|dpmpp_2m, steps=N (20), cfg=F (7.5),
  *                      spacing, offset, karras, prediction, seed as above; latents_init may be
  *                      left unconnected: then noise from `seed` of size=WxH pixels (option).
@@ -28,6 +35,8 @@
 #include "gen-impl.h"
 #include "util.h"
 #include "../core/stage-impl.h"
+#include "../core/store-impl.h"
+#include "../core/sd-impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,34 +69,26 @@ static enum mmp_status parse_int(const char *kind, const char *key, const char *
     return MMP_OK;
 }
 
-/* "k=v,k=v" -> o. `loop` selects the keys of generator.sample (sampler, cfg, size) vs
+/* "k=v,k=v" (mmp__opts_parse: "\," escapes a comma) -> o. `loop` selects the keys of
+ * generator.sample (sampler, cfg, size, and the SD root load options into *sd) vs
  * scheduler.step (kind, index). */
-static enum mmp_status parse_opts(const char *kind, const char *opt, bool loop, sample_opts *o) {
+static enum mmp_status parse_opts(const char *kind, const char *opt, bool loop, sample_opts *o, mmp__sd_opts *sd) {
     memset(o, 0, sizeof *o);
     o->spacing = o->offset = o->karras = o->prediction = -1;
     o->cfg = 7.5f;
     o->steps = 20;
-    if (!opt) return MMP_OK;
-    const char *p = opt;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[256];
-        if (len >= sizeof item) return mmp__error(MMP_ERR_INVALID_ARG, "%s: option '%.40s...' too long", kind, p);
-        memcpy(item, p, len);
-        item[len] = 0;
-        p += len + (end ? 1 : 0);
-        if (!len) continue;
-        char *eq = strchr(item, '=');
-        if (!eq) return mmp__error(MMP_ERR_INVALID_ARG, "%s: option '%s' is not key=value", kind, item);
-        *eq = 0;
-        const char *k = item, *v = eq + 1;
+    mmp__opt items[24];
+    char *storage = NULL;
+    int n = mmp__opts_parse(kind, opt, items, 24, &storage);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
         long long x = 0;
-        enum mmp_status st = MMP_OK;
         if (strcmp(k, loop ? "sampler" : "kind") == 0) {
             o->kind = mmp_sched_kind_from_name(v);
             if (o->kind == MMP_SCHED_COUNT)
-                return mmp__error(MMP_ERR_INVALID_ARG, "%s: option %s=%s, expected ddim, euler, euler_a or dpmpp_2m", kind, k, v);
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option %s=%s, expected ddim, euler, euler_a or dpmpp_2m", kind, k, v);
             o->have_kind = true;
         } else if (strcmp(k, "steps") == 0) {
             if ((st = parse_int(kind, k, v, 1, 1000, &x)) == MMP_OK) { o->steps = (int)x; o->have_steps = true; }
@@ -96,19 +97,19 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, bool loop, 
         } else if (loop && strcmp(k, "cfg") == 0) {
             char *e;
             double f = strtod(v, &e);
-            if (!*v || *e || !(f >= 0 && f <= 100)) return mmp__error(MMP_ERR_INVALID_ARG, "%s: option cfg=%s, expected 0..100", kind, v);
-            o->cfg = (float)f;
+            if (!*v || *e || !(f >= 0 && f <= 100)) st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option cfg=%s, expected 0..100", kind, v);
+            else o->cfg = (float)f;
         } else if (loop && strcmp(k, "size") == 0) {
             int w, h;
             char c;
             if (sscanf(v, "%dx%d%c", &w, &h, &c) != 2 || w < 1 || h < 1 || w > 8192 || h > 8192)
-                return mmp__error(MMP_ERR_INVALID_ARG, "%s: option size=%s, expected WxH pixels (1..8192)", kind, v);
-            o->width = w; o->height = h;
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option size=%s, expected WxH pixels (1..8192)", kind, v);
+            else { o->width = w; o->height = h; }
         } else if (strcmp(k, "spacing") == 0) {
             if (strcmp(v, "leading") == 0) o->spacing = MMP_SPACING_LEADING;
             else if (strcmp(v, "trailing") == 0) o->spacing = MMP_SPACING_TRAILING;
             else if (strcmp(v, "linspace") == 0) o->spacing = MMP_SPACING_LINSPACE;
-            else return mmp__error(MMP_ERR_INVALID_ARG, "%s: option spacing=%s, expected leading, trailing or linspace", kind, v);
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option spacing=%s, expected leading, trailing or linspace", kind, v);
         } else if (strcmp(k, "offset") == 0) {
             if ((st = parse_int(kind, k, v, 0, 1000, &x)) == MMP_OK) o->offset = (int)x;
         } else if (strcmp(k, "karras") == 0) {
@@ -116,29 +117,33 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, bool loop, 
         } else if (strcmp(k, "prediction") == 0) {
             if (strcmp(v, "epsilon") == 0) o->prediction = MMP_PREDICT_EPSILON;
             else if (strcmp(v, "v") == 0 || strcmp(v, "v_prediction") == 0) o->prediction = MMP_PREDICT_V;
-            else return mmp__error(MMP_ERR_INVALID_ARG, "%s: option prediction=%s, expected epsilon or v", kind, v);
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option prediction=%s, expected epsilon or v", kind, v);
         } else if (strcmp(k, "seed") == 0) {
             char *e;
-            unsigned long long s = strtoull(v, &e, 10);
-            if (!*v || *e || *v == '-') return mmp__error(MMP_ERR_INVALID_ARG, "%s: option seed=%s, expected an unsigned integer", kind, v);
-            o->seed = s;
-            o->have_seed = true;
+            unsigned long long sd_ = strtoull(v, &e, 10);
+            if (!*v || *e || *v == '-') st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option seed=%s, expected an unsigned integer", kind, v);
+            else { o->seed = sd_; o->have_seed = true; }
         } else if (!loop && strcmp(k, "section") == 0) {
-            if (strlen(v) >= sizeof o->section) return mmp__error(MMP_ERR_INVALID_ARG, "%s: option section too long", kind);
-            strcpy(o->section, v);
+            if (strlen(v) >= sizeof o->section) st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option section too long", kind);
+            else strcpy(o->section, v);
         } else {
-            return mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: %s)", kind, k,
-                              loop ? "sampler, steps, cfg, spacing, offset, karras, prediction, seed, size"
-                                   : "kind, steps, index, spacing, offset, karras, prediction, seed, section");
+            int r = loop && sd ? mmp__sd_opt(kind, k, v, sd) : 0;
+            if (r < 0) st = MMP_ERR_INVALID_ARG;
+            else if (r == 0)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: %s)", kind, k,
+                                loop ? "sampler, steps, cfg, spacing, offset, karras, prediction, seed, size; with an SD root: "
+                                       "tokenizer, ldm_heads, ldm_groups, ldm_text_heads"
+                                     : "kind, steps, index, spacing, offset, karras, prediction, seed, section");
         }
-        if (st != MMP_OK) return st;
     }
-    return MMP_OK;
+    free(storage);
+    return st;
 }
 
-/* Scheduler parameters: defaults of the kind, then the config file, then the options. */
-static enum mmp_status make_params(const char *kind, const sample_opts *o, const char *config, mmp_sched_params *sp) {
-    *sp = mmp_sched_params_default(o->kind);
+/* Scheduler parameters: defaults of the kind (or *sp as given with `base`), then the config file,
+ * then the options. */
+static enum mmp_status make_params(const char *kind, const sample_opts *o, const char *config, bool base, mmp_sched_params *sp) {
+    if (!base) *sp = mmp_sched_params_default(o->kind);
     if (config) {
         mmp_json *j = mmp_json_open(config);
         if (!j) { mmp__error_prefix("%s: ", kind); return MMP_ERR_IO; }
@@ -168,13 +173,13 @@ static void *step_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_
     (void)in; (void)out;
     const char *K = "scheduler.step";
     sample_opts o;
-    if (parse_opts(K, p ? p->options : NULL, false, &o) != MMP_OK) return NULL;
+    if (parse_opts(K, p ? p->options : NULL, false, &o, NULL) != MMP_OK) return NULL;
     if (!o.have_kind || !o.have_steps || !o.have_index)
         return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: options kind=, steps= and index= are required (e.g. kind=ddim,steps=20,index=0)", K);
     if (o.index >= o.steps) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: index=%d but only %d steps (0..%d)", K, o.index, o.steps, o.steps - 1);
     step_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (make_params(K, &o, p ? p->model_path : NULL, &s->sp) != MMP_OK) { free(s); return NULL; }
+    if (make_params(K, &o, p ? p->model_path : NULL, false, &s->sp) != MMP_OK) { free(s); return NULL; }
     s->steps = o.steps;
     s->index = o.index;
     /* the timesteps must exist for these settings: fail now, before any run */
@@ -262,6 +267,7 @@ const mmp_stage_kind mmp__stage_scheduler_step = {
 /* ---- generator.sample ---- */
 
 typedef struct loop_stage {
+    mmp__model_ref r_unet, r_vae, r_sd;   /* UNet + VAE, or the SD root holding both */
     mmp_unet *unet;
     mmp_vae *vae;
     mmp_sched_params sp;
@@ -271,26 +277,80 @@ typedef struct loop_stage {
 static void loop_destroy(void *st) {
     loop_stage *s = st;
     if (!s) return;
-    mmp_unet_free(s->unet);
-    mmp_vae_free(s->vae);
+    mmp__model_put(&s->r_unet);
+    mmp__model_put(&s->r_vae);
+    mmp__model_put(&s->r_sd);
     free(s);
+}
+
+/* UNet and VAE through the model store (generator.unet / vae_decode meet on the same tags) */
+typedef struct { int n_threads; } gen_load_ctx;
+static void *unet_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    return mmp_unet_load_modelfile(mf, ((gen_load_ctx *)ctx)->n_threads);
+}
+static void unet_free_cb(void *m) { mmp_unet_free(m); }
+static void *vae_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
+    (void)path;
+    return mmp_vae_load_modelfile(mf, ((gen_load_ctx *)ctx)->n_threads);
+}
+static void vae_free_cb(void *m) { mmp_vae_free(m); }
+
+enum mmp_status mmp__unet_ref(const mmp_stage_params *p, const char *path, mmp__model_ref *out) {
+    gen_load_ctx c = { p && p->n_threads > 0 ? p->n_threads : 1 };
+    char key[32];
+    snprintf(key, sizeof key, "threads=%d", c.n_threads);
+    return mmp__model_get(p, "unet", path, key, MMP__MODEL_SCRATCH, unet_load_cb, unet_free_cb, &c, out);
+}
+enum mmp_status mmp__vae_ref(const mmp_stage_params *p, const char *path, mmp__model_ref *out) {
+    gen_load_ctx c = { p && p->n_threads > 0 ? p->n_threads : 1 };
+    char key[32];
+    snprintf(key, sizeof key, "threads=%d", c.n_threads);
+    return mmp__model_get(p, "vae", path, key, MMP__MODEL_SCRATCH, vae_load_cb, vae_free_cb, &c, out);
 }
 
 static void *loop_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     const char *K = "generator.sample";
-    if (!p || !p->model_path || !p->aux_path)
-        return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: model= (the UNet folder) and aux= (the VAE) are both required", K);
+    if (!p || !p->model_path || !*p->model_path)
+        return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: model= (a Stable Diffusion root, or the UNet folder with aux= the VAE) is required", K);
+    const char *aux = p->aux_path && *p->aux_path ? p->aux_path : NULL;
+    bool root = mmp__sd_is_root(p->model_path);
+    if (!root && !aux)
+        return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: %s is not a Stable Diffusion root (model_index.json or a single-file "
+                               "checkpoint): then model= is the UNet folder and aux= the VAE, both required", K, p->model_path);
     loop_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (parse_opts(K, p->options, true, &s->o) != MMP_OK) goto fail;
+    mmp__sd_opts so = {0};
+    if (parse_opts(K, p->options, true, &s->o, &so) != MMP_OK) goto fail;
     if (!s->o.have_kind) s->o.kind = MMP_SCHED_DDIM;
-    if (make_params(K, &s->o, NULL, &s->sp) != MMP_OK) goto fail;
-    if (!(s->unet = mmp_unet_load(p->model_path, p->n_threads))) { mmp__error_prefix("%s: ", K); goto fail; }
-    if (!(s->vae = mmp_vae_load(p->aux_path, p->n_threads))) { mmp__error_prefix("%s: ", K); goto fail; }
+    if (root) {
+        /* the model shared with the text stages: UNet, VAE (or aux) and the scheduler config */
+        if (mmp__sd_ref(p, p->model_path, aux, &so, &s->r_sd) != MMP_OK) goto fail;
+        mmp_sd *sd = s->r_sd.model;
+        s->unet = mmp_sd_unet(sd);
+        s->vae = mmp_sd_vae(sd);
+        if (mmp_sd_sched_params(sd, s->o.kind, &s->sp) != MMP_OK || make_params(K, &s->o, NULL, true, &s->sp) != MMP_OK) goto fail;
+        /* the model checks of mmp_sd_generate, with the messages users know (sizes, channels,
+         * the text encoder's width vs the UNet's cross_attention_dim) */
+        mmp_sd_gen_params g = mmp_sd_gen_params_default();
+        int mult = mmp_vae_scale(s->vae) * mmp_unet_size_multiple(s->unet);
+        g.width = s->o.width ? s->o.width : mult;
+        g.height = s->o.width ? s->o.height : mult;
+        g.steps = s->o.steps;
+        g.sampler = s->o.kind;
+        g.karras = s->sp.use_karras_sigmas;
+        if (mmp_sd_check(sd, &g) != MMP_OK) goto fail;
+    } else {
+        if (make_params(K, &s->o, NULL, false, &s->sp) != MMP_OK) goto fail;
+        if (mmp__unet_ref(p, p->model_path, &s->r_unet) != MMP_OK || mmp__vae_ref(p, aux, &s->r_vae) != MMP_OK) goto fail;
+        s->unet = s->r_unet.model;
+        s->vae = s->r_vae.model;
+    }
+    mmp__sd_opts_free(&so);
     int C = mmp_unet_in_channels(s->unet);
     if (mmp_vae_latent_channels(s->vae) != C || mmp_unet_out_channels(s->unet) != C || !mmp_vae_has_decoder(s->vae)) {
         mmp__error(MMP_ERR_SHAPE, "%s: the UNet %s works on %d latent channels but the VAE %s decodes %d%s", K, p->model_path, C,
-                   p->aux_path, mmp_vae_latent_channels(s->vae), mmp_vae_has_decoder(s->vae) ? "" : " (and has no decoder)");
+                   aux ? aux : "(the model's)", mmp_vae_latent_channels(s->vae), mmp_vae_has_decoder(s->vae) ? "" : " (and has no decoder)");
         goto fail;
     }
     int D = mmp_unet_cross_attention_dim(s->unet);
@@ -300,6 +360,7 @@ static void *loop_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_
     out[0].dims[0] = C;
     return s;
 fail:
+    mmp__sd_opts_free(&so);
     loop_destroy(s);
     return NULL;
 }
@@ -367,7 +428,8 @@ done:
 
 const mmp_stage_kind mmp__stage_generator_sample = {
     .name = "generator.sample",
-    .summary = "the CFG sampling loop: conditioning (+ uncond, zeros if absent) + initial noise -> final latents + image (model=UNet, aux=VAE)",
+    .summary = "the CFG sampling loop: conditioning (+ uncond, zeros if absent) + initial noise -> final latents + image "
+               "(model=SD root, aux=optional VAE/TAESD; or model=UNet, aux=VAE)",
     .n_inputs = 3,
     .n_outputs = 2,
     .inputs = {

@@ -315,11 +315,26 @@ static mmp_tensor *build(mmp_unet *u, mmp_graph *g, mmp_tensor *sample, mmp_tens
 
 /* ---- public ---- */
 
+static mmp_unet *unet_load(mmp_unet *u, const char *path, int n_threads);
+
 mmp_unet *mmp_unet_load(const char *path, int n_threads) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_unet_load: NULL path");
     mmp_unet *u = mmp__calloc(1, sizeof *u);
     if (!u) return NULL;
     if (mmp__wstore_open(&u->ws, path) != MMP_OK) { mmp__error_prefix("unet: "); free(u); return NULL; }
+    return unet_load(u, path, n_threads);
+}
+
+mmp_unet *mmp_unet_load_modelfile(const mmp_modelfile *mf, int n_threads) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_unet_load_modelfile: NULL model file");
+    mmp_unet *u = mmp__calloc(1, sizeof *u);
+    if (!u) return NULL;
+    mmp__wstore_borrow(&u->ws, mf);
+    return unet_load(u, mmp_modelfile_path(mf), n_threads);
+}
+
+/* u->ws is open; frees u on failure */
+static mmp_unet *unet_load(mmp_unet *u, const char *path, int n_threads) {
     const mmp_json *cfg = mmp_modelfile_config(u->ws.mf);
     if (!cfg) {
         mmp__error(MMP_ERR_NOT_FOUND, "unet %s: no config.json (a diffusers UNet2DConditionModel folder is expected)", path);

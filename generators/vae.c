@@ -184,11 +184,26 @@ static enum mmp_status tiny_check(mmp_vae *v) {
     return MMP_OK;
 }
 
+static mmp_vae *vae_load(mmp_vae *v, const char *path);
+
 mmp_vae *mmp_vae_load(const char *path, int n_threads) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_vae_load: NULL path");
     mmp_vae *v = vae_new(n_threads);
     if (!v) return NULL;
     if (mmp__wstore_open(&v->ws, path) != MMP_OK) { mmp__error_prefix("vae: "); mmp_vae_free(v); return NULL; }
+    return vae_load(v, path);
+}
+
+mmp_vae *mmp_vae_load_modelfile(const mmp_modelfile *mf, int n_threads) {
+    if (!mf) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_vae_load_modelfile: NULL model file");
+    mmp_vae *v = vae_new(n_threads);
+    if (!v) return NULL;
+    mmp__wstore_borrow(&v->ws, mf);
+    return vae_load(v, mmp_modelfile_path(mf));
+}
+
+/* v->ws is open (owned or borrowed); frees v on failure */
+static mmp_vae *vae_load(mmp_vae *v, const char *path) {
     const mmp_json *c = mmp_modelfile_config(v->ws.mf);
     const char *cls = NULL;
     if (c && mmp_json_get_string(c, "_class_name", &cls) != MMP_OK) cls = NULL;
@@ -242,7 +257,11 @@ mmp_vae *mmp_vae_load(const char *path, int n_threads) {
         v->signed_out = true;
         v->has_dec = mmp__wstore_has(&v->ws, "decoder.layers.0.weight");
         v->has_enc = mmp__wstore_has(&v->ws, "encoder.layers.0.weight");
-        if (v->has_enc && mmp__wstore_open(&v->ws_enc, path) != MMP_OK) goto fail;
+        if (v->has_enc) {
+            /* a second weight table over the same file (other prefix) */
+            if (v->ws.borrowed) mmp__wstore_borrow(&v->ws_enc, v->ws.mf);
+            else if (mmp__wstore_open(&v->ws_enc, path) != MMP_OK) goto fail;
+        }
         snprintf(v->ws.prefix, sizeof v->ws.prefix, "decoder.layers.");
         snprintf(v->ws_enc.prefix, sizeof v->ws_enc.prefix, "encoder.layers.");
     } else if (mmp__wstore_has(&v->ws, "0.weight")) {

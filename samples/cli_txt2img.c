@@ -1,13 +1,19 @@
 /* mmpipe txt2img: a picture from a text prompt with a Stable Diffusion model (a diffusers
  * folder or a single-file .safetensors checkpoint), with a progress bar over the sampling
- * steps, written as a PNG that carries its own recipe in tEXt chunks. */
+ * steps, written as a PNG that carries its own recipe in tEXt chunks.
+ *
+ * A thin wrapper over the stock pipeline `txt2img` (pipelines/txt2img.pipe, compiled into the
+ * library): the options become its parameters, the prompts its inputs, and the progress bar
+ * follows the ("steps", i, n) reports of its sampling stage. */
 #include "cli.h"
+#include "mmpipe/pipeline.h"
 #include "mmpipe/sd.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -58,6 +64,8 @@ typedef struct {
 
 static void on_progress(const char *what, int64_t done, int64_t total, void *user) {
     progress_state *p = user;
+    if (strcmp(what, "steps") != 0) return;  /* the pipeline's own "stage ..." reports */
+
     double now = mmp_cli_now();
     double per = done > 0 ? (now - p->t0) / (double)done : 0;
     const int width = 30;
@@ -73,11 +81,16 @@ static void on_progress(const char *what, int64_t done, int64_t total, void *use
     p->total = total;
 }
 
+/* Set a parameter of the stock pipeline (all of txt2img.pipe's are declared there). */
+static bool set_param(mmp_pipeline_desc *d, const char *name, const char *value) {
+    return mmp_pipeline_desc_set_param(d, name, value) == MMP_OK;
+}
+
 int mmp_cli_txt2img(int argc, char **argv) {
     const char *cmd = "txt2img";
-    const char *model = NULL, *out = "txt2img.png", *taesd = NULL, *vae = NULL, *tokenizer = NULL;
+    const char *model = NULL, *out = "txt2img.png", *taesd = NULL, *vae = NULL, *tokenizer = NULL, *cfg_text = NULL;
     mmp_sd_gen_params g = mmp_sd_gen_params_default();
-    mmp_sd_params lp = mmp_sd_params_default();
+    int32_t n_threads = 4, ldm[3] = { 0, 0, 0 };
     bool seed_set = false, have_prompt = false;
     long v;
     for (int i = 1; i < argc; i++) {
@@ -113,6 +126,7 @@ int mmp_cli_txt2img(int argc, char **argv) {
                 return 2;
             }
             g.cfg_scale = (float)d;
+            cfg_text = val;   /* handed on as typed: the stage parses it the same way */
         } else if (!strcmp(a, "--sampler")) {
             enum mmp_sched_kind k = mmp_sched_kind_from_name(val);
             if (k == MMP_SCHED_COUNT) { fprintf(stderr, "mmpipe %s: --sampler %s: use ddim, euler, euler_a or dpmpp_2m\n", cmd, val); return 2; }
@@ -129,12 +143,10 @@ int mmp_cli_txt2img(int argc, char **argv) {
             g.clip_skip = (int32_t)v;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             if (!mmp_cli_parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
-            lp.n_threads = (int32_t)v;
+            n_threads = (int32_t)v;
         } else if (!strcmp(a, "--ldm-heads") || !strcmp(a, "--ldm-groups") || !strcmp(a, "--ldm-text-heads")) {
             if (!mmp_cli_parse_long(val, 1, 1024, &v)) { fprintf(stderr, "mmpipe %s: %s %s: must be 1..1024\n", cmd, a, val); return 2; }
-            if (!strcmp(a, "--ldm-heads")) lp.ldm_unet_heads = (int32_t)v;
-            else if (!strcmp(a, "--ldm-groups")) lp.ldm_norm_groups = (int32_t)v;
-            else lp.ldm_text_heads = (int32_t)v;
+            ldm[!strcmp(a, "--ldm-heads") ? 0 : !strcmp(a, "--ldm-groups") ? 1 : 2] = (int32_t)v;
         } else {
             fprintf(stderr, "mmpipe %s: unknown option '%s' (see 'mmpipe txt2img --help')\n", cmd, a);
             return 2;
@@ -151,41 +163,81 @@ int mmp_cli_txt2img(int argc, char **argv) {
         return 2;
     }
     if (!seed_set) g.seed = mmp_cli_random_seed() & 0xffffffffu; /* short enough to retype */
-    lp.vae_path = taesd ? taesd : vae;
-    lp.tokenizer_path = tokenizer;
-    g.n_threads = lp.n_threads;
 
-    double t0 = mmp_cli_now();
-    mmp_sd *sd = mmp_sd_load(model, &lp);
-    if (!sd) return mmp_cli_fail(cmd, "cannot load the model");
-    fprintf(stderr, "mmpipe %s: model loaded from %s%s in %.1f s\n", cmd, model, mmp_sd_is_single_file(sd) ? " (single file)" : "",
-            mmp_cli_now() - t0);
-    if (mmp_sd_check(sd, &g) != MMP_OK) { mmp_sd_free(sd); return mmp_cli_fail(cmd, "cannot run"); }
-
-    char seed_s[32], steps_s[16], cfg_s[32], size_s[32];
+    char seed_s[32], steps_s[16], cfg_s[32], size_s[32], w_s[16], h_s[16], cs_s[16], ldm_s[3][16];
     snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)g.seed);
     snprintf(steps_s, sizeof steps_s, "%d", (int)g.steps);
     snprintf(cfg_s, sizeof cfg_s, "%g", (double)g.cfg_scale);
     snprintf(size_s, sizeof size_s, "%dx%d", (int)g.width, (int)g.height);
+    snprintf(w_s, sizeof w_s, "%d", (int)g.width);
+    snprintf(h_s, sizeof h_s, "%d", (int)g.height);
+    snprintf(cs_s, sizeof cs_s, "%d", g.clip_skip > 0 ? (int)g.clip_skip : 1);
+    for (int k = 0; k < 3; k++) snprintf(ldm_s[k], sizeof ldm_s[k], "%d", (int)ldm[k]);
     char sampler_s[32];
     snprintf(sampler_s, sizeof sampler_s, "%s%s", mmp_sched_kind_name(g.sampler), g.karras ? " karras" : "");
+
+    /* the stock pipeline with the options as its parameters */
+    mmp_pipeline_desc *d = mmp_pipeline_desc_stock("txt2img");
+    if (!d) return mmp_cli_fail(cmd, "no stock pipeline txt2img");
+    const char *vae_path = taesd ? taesd : vae;
+    if (!set_param(d, "model", model) || !set_param(d, "vae", vae_path ? vae_path : "") ||
+        !set_param(d, "tokenizer", tokenizer ? tokenizer : "") || !set_param(d, "sampler", mmp_sched_kind_name(g.sampler)) ||
+        !set_param(d, "karras", g.karras ? "1" : "0") || !set_param(d, "steps", steps_s) ||
+        !set_param(d, "cfg", cfg_text ? cfg_text : cfg_s) || !set_param(d, "width", w_s) || !set_param(d, "height", h_s) ||
+        !set_param(d, "seed", seed_s) || !set_param(d, "clip_skip", cs_s) || !set_param(d, "ldm_heads", ldm_s[0]) ||
+        !set_param(d, "ldm_groups", ldm_s[1]) || !set_param(d, "ldm_text_heads", ldm_s[2])) {
+        mmp_pipeline_desc_free(d);
+        return mmp_cli_fail(cmd, "the stock pipeline txt2img lacks a parameter");
+    }
+    mmp_registry *reg = mmp_registry_new();
+    if (!reg) { mmp_pipeline_desc_free(d); return mmp_cli_fail(cmd, "out of memory"); }
+    progress_state ps = { 0, 0, 0 };
+    mmp_pipeline_params pp = mmp_pipeline_params_default();
+    pp.n_threads = n_threads;
+    pp.progress = on_progress;
+    pp.cb_user = &ps;
+
+    double t0 = mmp_cli_now();
+    mmp_pipeline *pl = mmp_pipeline_new(d, reg, &pp);
+    mmp_pipeline_desc_free(d);
+    if (!pl) { mmp_registry_free(reg); return mmp_cli_fail(cmd, "cannot load the model or use these settings"); }
+    struct stat sb;
+    bool single = stat(model, &sb) == 0 && !S_ISDIR(sb.st_mode);
+    fprintf(stderr, "mmpipe %s: model loaded from %s%s in %.1f s\n", cmd, model, single ? " (single file)" : "", mmp_cli_now() - t0);
     fprintf(stderr, "mmpipe %s: %s, %s steps, %s, cfg %s, seed %s\n", cmd, size_s, steps_s, sampler_s, cfg_s, seed_s);
 
-    float *img = malloc((size_t)3 * (size_t)g.width * (size_t)g.height * sizeof *img);
-    if (!img) { mmp_sd_free(sd); fprintf(stderr, "mmpipe %s: out of memory\n", cmd); return 1; }
-    progress_state ps = { mmp_cli_now(), 0, 0 };
-    g.progress = on_progress;
-    g.cb_user = &ps;
-    enum mmp_status st = mmp_sd_generate(sd, &g, img, NULL);
-    mmp_sd_free(sd);
-    if (st != MMP_OK) { free(img); return mmp_cli_fail(cmd, "generation failed"); }
+    /* the inputs: UTF-8 bytes; an empty prompt is left unconnected (the stage's "" prompt) */
+    const char *neg = g.negative ? g.negative : "";
+    int n_in = mmp_pipeline_n_inputs(pl), i_p = mmp_pipeline_find_input(pl, "prompt"), i_n = mmp_pipeline_find_input(pl, "negative");
+    int i_img = mmp_pipeline_find_output(pl, "image"), n_out = mmp_pipeline_n_outputs(pl);
+    if (i_p < 0 || i_n < 0 || i_img < 0 || n_in > 8 || n_out > 8) {
+        mmp_pipeline_free(pl);
+        mmp_registry_free(reg);
+        return mmp_cli_fail(cmd, "the stock pipeline txt2img lacks an input or output");
+    }
+    const mmp_array *ins[8] = { 0 };
+    mmp_array *outs[8] = { 0 };
+    int64_t lp_ = (int64_t)strlen(g.prompt), ln = (int64_t)strlen(neg);
+    mmp_array *a_p = lp_ ? mmp_array_wrap(MMP_TYPE_U8, 1, &lp_, (void *)g.prompt) : NULL;
+    mmp_array *a_n = ln ? mmp_array_wrap(MMP_TYPE_U8, 1, &ln, (void *)neg) : NULL;
+    ins[i_p] = a_p;
+    ins[i_n] = a_n;
+    ps.t0 = mmp_cli_now();
+    enum mmp_status st = (lp_ && !a_p) || (ln && !a_n) ? MMP_ERR_NOMEM : mmp_pipeline_run(pl, ins, outs);
+    mmp_array_free(a_p);
+    mmp_array_free(a_n);
+    mmp_pipeline_free(pl);
+    mmp_registry_free(reg);
+    mmp_array *img = outs[i_img];
+    outs[i_img] = NULL;
+    for (int k = 0; k < n_out; k++) mmp_array_free(outs[k]);
+    if (st != MMP_OK) { mmp_array_free(img); return mmp_cli_fail(cmd, "generation failed"); }
     double t_gen = mmp_cli_now() - ps.t0;
 
-    mmp_image *im = mmp_image_from_chw(img, g.width, g.height);
-    free(img);
+    mmp_image *im = img->n_dims == 3 && img->dims[0] == 3 ? mmp_image_from_chw(img->data, (int)img->dims[2], (int)img->dims[1]) : NULL;
+    mmp_array_free(img);
     if (!im) return mmp_cli_fail(cmd, "cannot make the image");
     /* the recipe, as separate keys and as the one-string "parameters" other tools read */
-    const char *neg = g.negative ? g.negative : "";
     size_t plen = strlen(g.prompt) + strlen(neg) + 256;
     char *params = malloc(plen);
     if (!params) { mmp_image_free(im); fprintf(stderr, "mmpipe %s: out of memory\n", cmd); return 1; }

@@ -107,6 +107,10 @@ typedef struct mmp_unet mmp_unet;
 /* A diffusers UNet2DConditionModel folder (config.json + weights) or a .safetensors with a
  * config.json next to it. NULL + message (unsupported block type, missing tensor, ...). */
 MMP_API mmp_unet *mmp_unet_load(const char *path, int n_threads);
+/* The same from an opened model file, which the UNet borrows (it must outlive the UNet): the
+ * model store opens each file once and shares the mapping between models and stages. */
+struct mmp_modelfile;
+MMP_API mmp_unet *mmp_unet_load_modelfile(const struct mmp_modelfile *mf, int n_threads);
 MMP_API void mmp_unet_free(mmp_unet *u);
 MMP_API int mmp_unet_in_channels(const mmp_unet *u);
 MMP_API int mmp_unet_out_channels(const mmp_unet *u);
@@ -132,6 +136,8 @@ typedef struct mmp_vae mmp_vae;
 /* AutoencoderKL or AutoencoderTiny folder (config.json `_class_name` decides), or a TAESD
  * .safetensors file (decoder and/or encoder, either naming). NULL + message on error. */
 MMP_API mmp_vae *mmp_vae_load(const char *path, int n_threads);
+/* The same from an opened model file (borrowed: it must outlive the VAE). */
+MMP_API mmp_vae *mmp_vae_load_modelfile(const struct mmp_modelfile *mf, int n_threads);
 /* Two files (e.g. taef2_encoder.safetensors + taef2_decoder.safetensors); either may be NULL. */
 MMP_API mmp_vae *mmp_vae_load_tiny2(const char *encoder_path, const char *decoder_path, int n_threads);
 MMP_API void mmp_vae_free(mmp_vae *v);

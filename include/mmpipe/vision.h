@@ -97,6 +97,10 @@ typedef struct mmp_vit mmp_vit;
  * config from vision_config when present). Reads preprocessor_config.json next to it when
  * there is one. NULL + message naming the file, tensor or key. */
 MMP_API mmp_vit *mmp_vit_load(const char *path);
+/* The same from an opened model file, which the tower borrows (it must outlive the tower): the
+ * model store opens each file once and several towers/stages share the mapping. */
+struct mmp_modelfile;
+MMP_API mmp_vit *mmp_vit_load_modelfile(const struct mmp_modelfile *mf);
 MMP_API void mmp_vit_free(mmp_vit *v);
 MMP_API const mmp_vit_hparams *mmp_vit_get_hparams(const mmp_vit *v);
 /* The image processor that goes with the model (preprocessor_config.json, else the arch's
@@ -137,6 +141,8 @@ typedef struct mmp_clip_text mmp_clip_text;
 /* HF CLIPTextModel (folder, or a diffusers pipeline root -> text_encoder/), or the text part
  * of CLIPModel ("text_model." prefix, config text_config). NULL + message. */
 MMP_API mmp_clip_text *mmp_clip_text_load(const char *path);
+/* The same from an opened model file (borrowed: it must outlive the text model). */
+MMP_API mmp_clip_text *mmp_clip_text_load_modelfile(const struct mmp_modelfile *mf);
 MMP_API void mmp_clip_text_free(mmp_clip_text *t);
 MMP_API const mmp_clip_text_hparams *mmp_clip_text_get_hparams(const mmp_clip_text *t);
 
@@ -164,10 +170,14 @@ enum mmp_projector_kind {
 };
 
 typedef struct mmp_projector mmp_projector;
+struct mmp_modelfile; /* modelfile.h */
 /* From a LLaVA folder ("multi_modal_projector.linear_1/2", projector_hidden_act), an mmproj
  * GGUF ("mm.0" / "mm.2", "mm.0" alone = linear), or a file with "linear.weight" (+bias).
  * NULL + message. */
 MMP_API mmp_projector *mmp_projector_load(const char *path);
+/* The same from a model file the caller opened: the projector BORROWS mf (keep it open until
+ * the projector is freed). A projector keeps a backend while running: one per thread. */
+MMP_API mmp_projector *mmp_projector_load_modelfile(const struct mmp_modelfile *mf);
 MMP_API void mmp_projector_free(mmp_projector *p);
 MMP_API enum mmp_projector_kind mmp_projector_get_kind(const mmp_projector *p);
 MMP_API int32_t mmp_projector_n_in(const mmp_projector *p);

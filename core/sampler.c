@@ -319,7 +319,7 @@ static void emit_prefix(mmp_stop *st, size_t n, size_t drop, const char **emit, 
     if (n) memcpy(st->out, st->pend, n);
     if (st->out) st->out[n] = '\0';
     size_t rm = MMP_MIN(st->pend_n, n + drop);
-    memmove(st->pend, st->pend + rm, st->pend_n - rm);
+    if (st->pend_n > rm) memmove(st->pend, st->pend + rm, st->pend_n - rm);
     st->pend_n -= rm;
     *emit = st->out ? st->out : "";
     *emit_len = n;

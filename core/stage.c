@@ -8,7 +8,7 @@
 
 static const char *const role_names[MMP_ROLE_COUNT] = {
     "any", "pixels", "audio", "mel", "tokens", "embeddings", "hidden", "logits",
-    "conditioning", "latents", "image", "timestep", "text",
+    "conditioning", "latents", "image", "timestep", "text", "counts",
 };
 
 const char *mmp_port_role_name(enum mmp_port_role r) {
@@ -59,7 +59,8 @@ static enum mmp_status array_size(enum mmp_type type, int n_dims, const int64_t 
         return mmp__error(MMP_ERR_INVALID_ARG, "array: n_dims %d out of range 1..%d", n_dims, MMP_PORT_MAX_DIMS);
     uint64_t n = tr->type_size;
     for (int i = 0; i < n_dims; i++) {
-        if (dims[i] < 1 || dims[i] > ((int64_t)1 << 40))
+        /* the outermost dim may be 0: an empty list (a generated answer of no tokens) */
+        if (dims[i] < (i == 0 ? 0 : 1) || dims[i] > ((int64_t)1 << 40))
             return mmp__error(MMP_ERR_INVALID_ARG, "array: dim %d = %lld out of range", i, (long long)dims[i]);
         if (!mmp__mul_ok(n, (uint64_t)dims[i], &n) || n > ((uint64_t)1 << 40))
             return mmp__error(MMP_ERR_NOMEM, "array: %d-D shape is too large", n_dims);
@@ -79,7 +80,7 @@ static mmp_array *array_make(enum mmp_type type, int n_dims, const int64_t *dims
     if (data) {
         a->data = data;
     } else {
-        a->data = mmp__calloc(1, bytes);
+        a->data = mmp__calloc(1, bytes ? bytes : 1);
         if (!a->data) { free(a); return NULL; }
         a->owns_data = true;
     }
@@ -236,7 +237,10 @@ mmp_stage *mmp_stage_new(const mmp_stage_kind *kind, const mmp_stage_params *p) 
     s->state = kind->create(&s->params, in_t, out_t);
     if (!s->state) {
         if (!*mmp_last_error()) mmp__error(MMP_ERR_INTERNAL, "stage '%s' failed to load without saying why", kind->name);
-        mmp__error_prefix("%s: ", kind->name);
+        /* name the kind, unless the kind's own message starts with it already */
+        size_t kl = strlen(kind->name);
+        const char *msg = mmp_last_error();
+        if (strncmp(msg, kind->name, kl) != 0 || msg[kl] != ':') mmp__error_prefix("%s: ", kind->name);
         free(s);
         return NULL;
     }

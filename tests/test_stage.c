@@ -51,9 +51,20 @@ static void test_arrays(void **state) {
     assert_int_equal(mmp_array_check("s.in", a, &t), MMP_ERR_SHAPE);
     assert_non_null(strstr(mmp_last_error(), "dim 1 is 5, expected 6"));
     mmp_array_free(a);
-    int64_t bad[2] = { 0, 5 };
+    /* an empty list (outermost dim 0) is allowed and fits a free dim; an inner 0 is not */
+    int64_t empty[2] = { 0, 5 };
+    a = mmp_array_new(MMP_TYPE_F32, 2, empty);
+    assert_non_null(a);
+    assert_int_equal(mmp_array_nelements(a), 0);
+    assert_int_equal(mmp_array_nbytes(a), 0);
+    t.dims[1] = 5;
+    assert_int_equal(mmp_array_check("s.in", a, &t), MMP_OK);
+    mmp_array_free(a);
+    int64_t bad[2] = { 5, 0 };
     assert_null(mmp_array_new(MMP_TYPE_F32, 2, bad));
     assert_true(strlen(mmp_last_error()) > 0);
+    int64_t neg[2] = { -1, 5 };
+    assert_null(mmp_array_new(MMP_TYPE_F32, 2, neg));
     int64_t huge[4] = { 1 << 20, 1 << 20, 1 << 20, 1 << 20 };
     assert_null(mmp_array_new(MMP_TYPE_F32, 4, huge));
     assert_null(mmp_array_new(MMP_TYPE_Q4_0, 2, dims));

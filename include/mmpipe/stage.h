@@ -39,7 +39,8 @@ enum mmp_port_role {
     MMP_ROLE_IMAGE        = 10, /* decoded image [3, H, W] in [0, 1] or [-1, 1] (the port says) */
     MMP_ROLE_TIMESTEP     = 11, /* diffusion timestep(s) [n] */
     MMP_ROLE_TEXT         = 12, /* UTF-8 text [n bytes] (u8, no terminating NUL) */
-    MMP_ROLE_COUNT        = 13
+    MMP_ROLE_COUNTS       = 13, /* sizes of the items of a list [k] (i32), e.g. rows per media item */
+    MMP_ROLE_COUNT        = 14
 };
 
 MMP_API const char *mmp_port_role_name(enum mmp_port_role r);
@@ -79,7 +80,8 @@ typedef struct mmp_array {
     bool owns_data;
 } mmp_array;
 
-/* New zero-filled array; NULL + mmp_last_error() for bad dims or too large a size. */
+/* New zero-filled array; NULL + mmp_last_error() for bad dims or too large a size. Every dim
+ * is >= 1 except the outermost, which may be 0 (an empty list, e.g. an answer of no tokens). */
 MMP_API mmp_array *mmp_array_new(enum mmp_type type, int n_dims, const int64_t *dims);
 /* Array over caller memory (not freed by mmp_array_free). */
 MMP_API mmp_array *mmp_array_wrap(enum mmp_type type, int n_dims, const int64_t *dims, void *data);

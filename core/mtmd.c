@@ -761,3 +761,38 @@ enum mmp_status mmp_mm_encode_audio(mmp_mm *mm, const float *samples, int64_t n,
     *n_tok = (int32_t)n_all;
     return MMP_OK;
 }
+
+/* ------------------------------------------------------------------ the CLI's pipeline choice ---- */
+
+#include "mtmd-impl.h"
+
+/* encoders/whisper.c: the projector a llama.cpp audio mmproj names */
+enum mmp_status mmp__audio_gguf_proj_type(const mmp_modelfile *mf, enum mmp_audio_proj_type *type);
+
+const char *mmp__audio_pipeline_for(const char *model, const char *mmproj) {
+    static const char *const names[MMP_AUDIO_PROJ_COUNT] = { "audio-chat-qwen2", "audio-chat-ultravox", "audio-chat-voxtral" };
+    const char *src = mmproj ? mmproj : model;
+    if (!src) return mmp__error_null(MMP_ERR_INVALID_ARG, "audio pipeline: no model path");
+    mmp_modelfile *mf = mmp_modelfile_open(src);
+    if (!mf) return NULL;
+    static const char *const aud_prefixes[] = { "audio_tower.", "a.", NULL };
+    const mmp_json *c = mmp_modelfile_config(mf);
+    if (!(c && mmp_json_has(c, "audio_config")) && !has_prefix_tensor(mf, aud_prefixes)) {
+        mmp__error(MMP_ERR_NOT_FOUND, "%s has no audio encoder (looked for audio_config in config.json and audio_tower.* / "
+                   "a.* tensors)%s", src, mmproj ? "" : ": give the encoder + projector with --mmproj FILE");
+        mmp_modelfile_free(mf);
+        return NULL;
+    }
+    /* as load_audio + mmp_audio_proj_load: a GGUF names its projector, an HF folder its model_type */
+    enum mmp_audio_proj_type type = MMP_AUDIO_PROJ_QWEN2_AUDIO;
+    const char *mt = NULL;
+    if (mmp_modelfile_gguf(mf)) {
+        if (mmp__audio_gguf_proj_type(mf, &type) != MMP_OK) { mmp_modelfile_free(mf); return NULL; }
+    } else if (c && !mmp_json_get_string(c, "model_type", &mt)) {
+        if (!strcmp(mt, "ultravox")) type = MMP_AUDIO_PROJ_ULTRAVOX;
+        else if (!strcmp(mt, "voxtral")) type = MMP_AUDIO_PROJ_VOXTRAL;
+    }
+    mmp_clear_error();
+    mmp_modelfile_free(mf);
+    return names[type];
+}

@@ -37,9 +37,13 @@ extern const mmp_stage_kind mmp__stage_projector_voxtral;         /* projectors/
 extern const mmp_stage_kind mmp__stage_encoder_clip;          /* encoders/clip.c */
 extern const mmp_stage_kind mmp__stage_encoder_siglip;        /* encoders/clip.c */
 extern const mmp_stage_kind mmp__stage_encoder_clip_text;     /* encoders/clip.c */
+extern const mmp_stage_kind mmp__stage_tokenize_clip;         /* encoders/stage_tokenize_clip.c */
 extern const mmp_stage_kind mmp__stage_projector_mlp;         /* projectors/mlp.c */
 extern const mmp_stage_kind mmp__stage_projector_linear;      /* projectors/mlp.c */
 
+extern const mmp_stage_kind mmp__stage_preprocess_image;    /* encoders/stage_preprocess.c */
 extern const mmp_stage_kind mmp__stage_prompt_embed;         /* core/pipeline_prompt.c */
+extern const mmp_stage_kind mmp__stage_prompt_text;          /* core/stage_prompt_text.c */
+extern const mmp_stage_kind mmp__stage_backbone_generate;     /* backbone/stage_generate.c */
 
 #endif

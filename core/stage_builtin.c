@@ -20,8 +20,12 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_encoder_clip,
     &mmp__stage_encoder_siglip,
     &mmp__stage_encoder_clip_text,
+    &mmp__stage_tokenize_clip,
     &mmp__stage_projector_mlp,
     &mmp__stage_projector_linear,
+    &mmp__stage_preprocess_image,
     &mmp__stage_prompt_embed,
+    &mmp__stage_prompt_text,
+    &mmp__stage_backbone_generate,
     NULL
 };

@@ -883,6 +883,8 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, const char 
         for (int j = 0; keys[j]; j++)
             if (!strcmp(items[i].key, keys[j])) k = j;
         if (k >= 0) {
+            /* "" or "auto": the default (a pipeline parameter left to the model) */
+            if (!*items[i].val || !strcmp(items[i].val, "auto")) continue;
             char *e = NULL;
             long long v = strtoll(items[i].val, &e, 10);
             if (*items[i].val && !*e) { vals[k] = v; set[k] = true; continue; }
@@ -919,8 +921,22 @@ static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mm
                                clip ? "CLIP" : "SigLIP", clip ? "clip" : "siglip");
     }
     s->vp = mmp_vit_params_default();
-    /* LLaVA config: vision_feature_layer / vision_feature_select_strategy */
-    const mmp_json *cfg = mmp_modelfile_config(s->v->ws.mf);
+    /* The feature layer and class token of an LLaVA model, as mtmd (core/mtmd.c) decides them:
+     * a llama.cpp mmproj GGUF stores the tower only up to the feature layer and its clip.cpp
+     * drops the class token (-1, drop); an HF LLaVA config says vision_feature_layer (default
+     * -2) and vision_feature_select_strategy ("default" drops it). A bare vision model: the
+     * last layer, every token. */
+    const mmp_modelfile *vmf = s->v->ws.mf;
+    const mmp_json *cfg = mmp_modelfile_config(vmf);
+    const mmp_gguf *vg = mmp_modelfile_gguf(vmf);
+    bool llava_proj = false;
+    const char *mt = NULL;
+    if (vg) llava_proj = mmp_gguf_get_bool(vg, "clip.has_llava_projector", &llava_proj) == MMP_OK && llava_proj;
+    else if (cfg && mmp_json_get_string(cfg, "model_type", &mt) == MMP_OK) llava_proj = strstr(mt, "llava") != NULL;
+    if (llava_proj) {
+        s->vp.layer = vg ? -1 : -2;
+        s->vp.drop_cls = true;
+    }
     int64_t fl;
     const char *strat;
     if (cfg && mmp_json_get_int(cfg, "vision_feature_layer", &fl) == MMP_OK) s->vp.layer = (int32_t)fl;

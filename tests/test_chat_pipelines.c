@@ -542,11 +542,12 @@ static void test_image_chat_from_file(void **state) {
     (void)state;
     if (!have_generate()) skip();
     const char *model = mmpt_data("mm/llava_mixtral");
-    chat_vs_mtmd(model, model, "-2", true);
+    chat_vs_mtmd(model, model, "auto", true);   /* the config's feature layer, as mtmd */
+    chat_vs_mtmd(model, model, "-2", false);
 }
 
 /* the vision side from the llama.cpp mmproj GGUF made from it (the tower stored up to the
- * feature layer: layer=-1); the LLM stays the HF folder (the converted LLM GGUF carries no
+ * feature layer: layer auto = -1 and the class token dropped, as mtmd); the LLM stays the HF folder (the converted LLM GGUF carries no
  * tokenizer for this test vocabulary) */
 static void test_image_chat_mmproj(void **state) {
     (void)state;
@@ -555,7 +556,7 @@ static void test_image_chat_mmproj(void **state) {
     assert_non_null(mmproj);
     mmp_convert_params cp = mmp_convert_params_default();
     if (mmp_convert_llava_mmproj(mmpt_data("mm/llava_mixtral"), mmproj, &cp)) fail_msg("convert mmproj: %s", mmp_last_error());
-    chat_vs_mtmd(mmpt_data("mm/llava_mixtral"), mmproj, "-1", false);
+    chat_vs_mtmd(mmpt_data("mm/llava_mixtral"), mmproj, "auto", false);
     unlink(mmproj);
     free(mmproj);
 }

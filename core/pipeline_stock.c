@@ -1,5 +1,7 @@
 /* The stock pipelines compiled into the library (the table is generated from the .pipe files of pipelines/
  * at build time by cmake/embed_pipelines.cmake). */
+#include "mmpipe/modelfile.h"
+#include "mtmd-impl.h"
 #include "pipeline-impl.h"
 #include "util.h"
 
@@ -54,4 +56,37 @@ mmp_pipeline_desc *mmp_pipeline_desc_open(const char *name_or_path) {
         }
     }
     return mmp_pipeline_desc_stock(name_or_path);
+}
+
+/* Does the file hold a vision tower (HF: vision_config / vision_tower.*; GGUF mmproj: v.*)? */
+static bool has_vision(const mmp_modelfile *mf) {
+    const mmp_json *c = mmp_modelfile_config(mf);
+    if (c && mmp_json_has(c, "vision_config")) return true;
+    for (int64_t i = 0; i < mmp_modelfile_n_tensors(mf); i++) {
+        const char *n = mmp_modelfile_tensor(mf, i)->name;
+        if (!strncmp(n, "vision_tower.", 13) || !strncmp(n, "v.", 2) || !strncmp(n, "vision_model.", 13)) return true;
+    }
+    return false;
+}
+
+const char *mmp_pipeline_stock_for_media(const char *model, const char *encoder, int kind) {
+    const char *src = encoder ? encoder : model;
+    if (!src) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_pipeline_stock_for_media: no model path");
+    if (kind == 1) {
+        const char *chat = mmp__audio_pipeline_for(model, encoder);
+        if (!chat) return NULL;
+        /* "audio-chat-<family>" -> the family's embedding pipeline */
+        if (!strcmp(chat, "audio-chat-ultravox")) return "ultravox";
+        if (!strcmp(chat, "audio-chat-voxtral")) return "voxtral";
+        return "qwen2-audio";
+    }
+    if (kind != 0) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_pipeline_stock_for_media: kind %d (0 image, 1 audio)", kind);
+    mmp_modelfile *mf = mmp_modelfile_open(src);
+    if (!mf) return NULL;
+    bool ok = has_vision(mf);
+    mmp_modelfile_free(mf);
+    if (!ok)
+        return mmp__error_null(MMP_ERR_NOT_FOUND, "%s has no vision tower (looked for vision_config in config.json and vision_tower.* / "
+                               "v.* tensors)%s", src, encoder ? "" : ": give the image encoder + projector with --mmproj FILE");
+    return "image-embed";
 }

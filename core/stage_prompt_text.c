@@ -319,8 +319,8 @@ static enum mmp_status pt_run(void *state, const mmp_stage_params *p, const mmp_
         const int32_t *r = sizes->data;
         int64_t sum = 0;
         if ((size_t)sizes->dims[0] != k) {
-            st = mmp__error(MMP_ERR_SHAPE, KIND ": media_rows lists %lld items but the text has %zu media marker%s",
-                            (long long)sizes->dims[0], k, k == 1 ? "" : "s");
+            st = mmp__error(MMP_ERR_SHAPE, KIND ": media_rows lists %lld item%s but the text has %zu media marker%s",
+                            (long long)sizes->dims[0], sizes->dims[0] == 1 ? "" : "s", k, k == 1 ? "" : "s");
             goto done;
         }
         for (size_t i = 0; i < k; i++) {

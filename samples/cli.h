@@ -52,23 +52,43 @@ int64_t mmp_cli_piece(const mmp_tokenizer *tok, int32_t prev, int32_t id, char *
 double mmp_cli_now(void);
 uint64_t mmp_cli_random_seed(void);
 
-/* Media for chat --image / caption --audio (samples/cli_caption.c): the encoder + projector of
- * the model and the media items attached so far (embeddings owned here). Functions print their
- * message (with timings on success) and return 0 ok / 1 failure. */
-typedef struct mmp_cli_media {
-    mmp_mm *mm;
-    mmp_media *items;
-    int n, cap;
-} mmp_cli_media;
-int mmp_cli_media_load(mmp_cli_media *s, const char *cmd, const char *model, const char *mmproj, const mmp_llm *llm,
-                       int n_threads);
-int mmp_cli_media_add_image(mmp_cli_media *s, const char *cmd, const char *path);
-int mmp_cli_media_add_audio(mmp_cli_media *s, const char *cmd, const char *path, double max_seconds);
-/* Drop the items from index n on. */
-void mmp_cli_media_truncate(mmp_cli_media *s, int n);
-void mmp_cli_media_free(mmp_cli_media *s);
-/* Media markers in text (as mmp_mm_prompt_from_text counts them). */
-int mmp_cli_media_count_markers(const mmp_cli_media *s, const mmp_tokenizer *tok, const char *text);
+/* chat and caption as thin wrappers over stock pipelines (samples/cli_session.c): the "chat"
+ * pipeline for the conversation and one media pipeline per kind ("image-embed", or the audio
+ * one of the model), on one model store. Functions print their message and return 0 ok, 1
+ * failure (2: bad usage). */
+typedef struct mmp_cli_session {
+    const char *cmd, *model, *mmproj;
+    int n_threads;
+    mmp_registry *reg;
+    mmp_store *store;
+    mmp_pipeline *chat;
+    mmp_pipeline *media_pipe[2];          /* [0] images, [1] audio; made on first use */
+    mmp_array **media;                    /* embeddings of every attached item, in order */
+    int n_media, cap_media;
+    mmp_llm *vocab;                       /* tokenizer only: the template's BOS / EOS text */
+    const mmp_tokenizer *tok;
+    enum mmp_chat_template tmpl;
+    bool raw;                             /* no template: messages are concatenated as is */
+    const char *bos_text, *eos_text;
+    double t0, t_prompt, t_last;          /* timings of the last answer (progress events) */
+    int64_t n_prompt, n_reused, n_tokens;
+} mmp_cli_session;
+/* tmpl_name: --chat-template (NULL: the model's; "none": raw text); raw_fallback: a model
+ * without a template gets raw text (caption) instead of an error (chat). */
+int mmp_cli_session_open(mmp_cli_session *s, const char *cmd, const mmp_cli_llm_opts *o, const char *tmpl_name, bool raw_fallback,
+                         const char *mmproj);
+/* Encode an image (kind 0) or audio file (kind 1, at most max_seconds) and keep its embeddings. */
+int mmp_cli_session_add_media(mmp_cli_session *s, int kind, const char *path, double max_seconds);
+int mmp_cli_session_n_media(const mmp_cli_session *s);
+void mmp_cli_session_truncate_media(mmp_cli_session *s, int n);
+/* The conversation as the prompt text (malloc'ed; NULL + message on failure). */
+char *mmp_cli_session_render(mmp_cli_session *s, const mmp_chat_msg *msgs, size_t n);
+/* Generate the answer to the rendered text with every attached item, streaming it to stdout;
+ * *answer gets the text (malloc'ed). */
+int mmp_cli_session_answer(mmp_cli_session *s, const char *text, char **answer);
+void mmp_cli_session_close(mmp_cli_session *s);
+/* Media markers ("<image>", "<audio>", "<__media__>") in a message. */
+int mmp_cli_count_markers(const char *text);
 
 /* Print "mmpipe CMD: <what>: <mmp_last_error()>" to stderr and return 1. */
 int mmp_cli_fail(const char *cmd, const char *what);

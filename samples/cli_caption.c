@@ -1,132 +1,12 @@
-/* mmpipe caption: describe / transcribe an audio file with an audio-LLM (Qwen2-Audio-style:
- * audio encoder + projector + LLM), printing the answer as it is generated.
- * Also the media helpers that `mmpipe chat --image` shares (declared in cli.h): load the
- * encoder/projector that go with the LLM, encode images / audio files with progress on
- * stderr, and build the multimodal prompt. */
+/* mmpipe caption: describe / transcribe audio files with an audio-LLM (Qwen2-Audio-style: audio
+ * encoder + projector + LLM), printing the answer as it is generated. A thin wrapper over the
+ * stock pipelines: each clip goes through the model's audio pipeline ("qwen2-audio",
+ * "ultravox" or "voxtral"), the prompt with the clips' embeddings through "chat"
+ * (samples/cli_session.c). */
 #include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------------------------------ */
-/* shared media helpers                                                                        */
-
-int mmp_cli_media_load(mmp_cli_media *s, const char *cmd, const char *model, const char *mmproj, const mmp_llm *llm,
-                       int n_threads) {
-    memset(s, 0, sizeof *s);
-    mmp_mm_params p = mmp_mm_params_default();
-    p.n_threads = n_threads;
-    double t0 = mmp_cli_now();
-    s->mm = mmp_mm_load(model, mmproj, llm, &p);
-    if (!s->mm) return mmp_cli_fail(cmd, mmproj ? "cannot load the multimodal projector" : "cannot load the image/audio encoder");
-    fprintf(stderr, "mmpipe %s: %s%s%s encoder + projector loaded from %s in %.1f ms\n", cmd,
-            mmp_mm_has(s->mm, MMP_MEDIA_IMAGE) ? "image" : "",
-            mmp_mm_has(s->mm, MMP_MEDIA_IMAGE) && mmp_mm_has(s->mm, MMP_MEDIA_AUDIO) ? " + " : "",
-            mmp_mm_has(s->mm, MMP_MEDIA_AUDIO) ? "audio" : "", mmproj ? mmproj : model, (mmp_cli_now() - t0) * 1e3);
-    return 0;
-}
-
-static int media_push(mmp_cli_media *s, const char *cmd, enum mmp_media_kind kind, float *embd, int32_t n_tok) {
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 4;
-        mmp_media *q = realloc(s->items, (size_t)cap * sizeof *q);
-        if (!q) { free(embd); fprintf(stderr, "mmpipe %s: out of memory\n", cmd); return 1; }
-        s->items = q;
-        s->cap = cap;
-    }
-    s->items[s->n++] = (mmp_media){ kind, n_tok, mmp_mm_n_embd(s->mm), embd };
-    return 0;
-}
-
-int mmp_cli_media_add_image(mmp_cli_media *s, const char *cmd, const char *path) {
-    if (!mmp_mm_has(s->mm, MMP_MEDIA_IMAGE)) {
-        fprintf(stderr, "mmpipe %s: %s: this model has no image encoder (give one with --mmproj FILE)\n", cmd, path);
-        return 1;
-    }
-    double t0 = mmp_cli_now();
-    mmp_image *img = mmp_image_load(path, 0);
-    if (!img) return mmp_cli_fail(cmd, "cannot read the image");
-    double t1 = mmp_cli_now();
-    float *embd = NULL;
-    int32_t n_tok = 0;
-    enum mmp_status st = mmp_mm_encode_image(s->mm, img, &embd, &n_tok);
-    int w = img->width, h = img->height;
-    mmp_image_free(img);
-    if (st) {
-        fprintf(stderr, "mmpipe %s: %s: ", cmd, path);
-        return mmp_cli_fail(cmd, "cannot encode the image");
-    }
-    mmp_mm_timings t = mmp_mm_get_timings(s->mm);
-    fprintf(stderr, "mmpipe %s: image %s (%dx%d): read %.1f ms, preprocess %.1f ms, encode %.1f ms, project %.1f ms -> %d tokens\n",
-            cmd, path, w, h, (t1 - t0) * 1e3, t.preprocess_ms, t.encode_ms, t.project_ms, n_tok);
-    return media_push(s, cmd, MMP_MEDIA_IMAGE, embd, n_tok);
-}
-
-int mmp_cli_media_add_audio(mmp_cli_media *s, const char *cmd, const char *path, double max_seconds) {
-    if (!mmp_mm_has(s->mm, MMP_MEDIA_AUDIO)) {
-        fprintf(stderr, "mmpipe %s: %s: this model has no audio encoder (give one with --mmproj FILE)\n", cmd, path);
-        return 1;
-    }
-    double t0 = mmp_cli_now();
-    float *pcm = NULL;
-    int64_t n = 0;
-    bool cut = false;
-    if (mmp_audio_decode_file(path, max_seconds, &pcm, &n, &cut)) return mmp_cli_fail(cmd, "cannot decode the audio");
-    double t1 = mmp_cli_now();
-    if (cut) fprintf(stderr, "mmpipe %s: %s is longer than %.0f s: only the first %.0f s are used (--max-seconds)\n", cmd, path,
-                     max_seconds, max_seconds);
-    float *embd = NULL;
-    int32_t n_tok = 0;
-    enum mmp_status st = mmp_mm_encode_audio(s->mm, pcm, n, &embd, &n_tok);
-    free(pcm);
-    if (st) return mmp_cli_fail(cmd, "cannot encode the audio");
-    mmp_mm_timings t = mmp_mm_get_timings(s->mm);
-    fprintf(stderr, "mmpipe %s: audio %s (%.2f s): decode %.1f ms, mel %.1f ms, encode %.1f ms, project %.1f ms -> %d tokens\n",
-            cmd, path, (double)n / MMP_AUDIO_SAMPLE_RATE, (t1 - t0) * 1e3, t.mel_ms, t.encode_ms, t.project_ms, n_tok);
-    return media_push(s, cmd, MMP_MEDIA_AUDIO, embd, n_tok);
-}
-
-void mmp_cli_media_truncate(mmp_cli_media *s, int n) {
-    while (s->n > n) free((void *)s->items[--s->n].embd);
-}
-
-void mmp_cli_media_free(mmp_cli_media *s) {
-    mmp_cli_media_truncate(s, 0);
-    free(s->items);
-    mmp_mm_free(s->mm);
-    memset(s, 0, sizeof *s);
-}
-
-int mmp_cli_media_count_markers(const mmp_cli_media *s, const mmp_tokenizer *tok, const char *text) {
-    const char *pats[5] = { "<__media__>", "<image>", "<audio>", NULL, NULL };
-    const mmp_mm_markers *mk = mmp_mm_get_markers(s->mm);
-    char own[2][128];
-    int np = 3;
-    int32_t ids[2] = { mk ? mk->image_token : -1, mk ? mk->audio_token : -1 };
-    for (int k = 0; k < 2; k++) {
-        size_t l = 0;
-        const char *t = ids[k] >= 0 ? mmp_tokenizer_token_text(tok, ids[k], &l) : NULL;
-        if (t && l > 0 && l < sizeof own[k]) {
-            memcpy(own[k], t, l);
-            own[k][l] = '\0';
-            pats[np++] = own[k];
-        }
-    }
-    /* count as mmp_mm_prompt_from_text does: longest match at each offset */
-    int n = 0;
-    for (const char *p = text; *p;) {
-        size_t best = 0;
-        for (int k = 0; k < np; k++) {
-            size_t l = strlen(pats[k]);
-            if (l > best && !strncmp(p, pats[k], l)) best = l;
-        }
-        if (best) { n++; p += best; } else p++;
-    }
-    return n;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* caption                                                                                     */
 
 #define DEFAULT_PROMPT "Describe this audio in one sentence. If it contains speech, transcribe it."
 
@@ -203,139 +83,33 @@ int mmp_cli_caption(int argc, char **argv) {
     mmp_audio_quiet_ffmpeg();
 
     int rc = 1;
-    mmp_cli_media med = { 0 };
-    mmp_llm_ctx *ctx = NULL;
-    mmp_sampler *smp = NULL;
-    mmp_stop *stop = NULL;
-    mmp_mm_prompt *mp = NULL;
-    float *logits = NULL;
-    char *text = NULL, *user = NULL;
-    mmp_llm *m = mmp_cli_llm_load("caption", o.model, false);
-    if (!m) return 1;
-    const mmp_llm_hparams *hp = mmp_llm_get_hparams(m);
-    const mmp_tokenizer *tok = mmp_llm_get_tokenizer(m);
-    if (!tok) { fprintf(stderr, "mmpipe caption: %s has no tokenizer (tokenizer.json or GGUF tokenizer metadata)\n", o.model); goto done; }
-    if (mmp_cli_media_load(&med, "caption", o.model, mmproj, m, o.n_threads)) goto done;
+    char *text = NULL, *user = NULL, *ans = NULL;
+    mmp_cli_session ss;
+    int orc = mmp_cli_session_open(&ss, "caption", &o, tmpl_name, true, mmproj);
+    if (orc) { rc = orc; goto done; }
     for (int i = 0; i < n_audio; i++)
-        if (mmp_cli_media_add_audio(&med, "caption", audio[i], max_seconds)) goto done;
-
+        if (mmp_cli_session_add_media(&ss, 1, audio[i], max_seconds)) goto done;
     /* the user message: the prompt, with one marker per clip in front unless it has them */
     {
-        int n_mark = mmp_cli_media_count_markers(&med, tok, prompt);
+        int n_mark = mmp_cli_count_markers(prompt);
         size_t pl = strlen(prompt);
-        user = malloc(pl + (size_t)n_audio * 8 + 2);
-        if (!user) goto done;
+        if (!(user = malloc(pl + (size_t)n_audio * 8 + 2))) goto done;
         user[0] = '\0';
         if (n_mark == 0) {
             for (int i = 0; i < n_audio; i++) strcat(user, "<audio>");
-            if (!raw) strcat(user, "\n");
+            if (!ss.raw) strcat(user, "\n");
         }
         strcat(user, prompt);
     }
-    const char *bos_text = mmp_tokenizer_bos(tok) >= 0 ? mmp_tokenizer_token_text(tok, mmp_tokenizer_bos(tok), NULL) : "";
-    const char *eos_text = mmp_tokenizer_eos(tok) >= 0 ? mmp_tokenizer_token_text(tok, mmp_tokenizer_eos(tok), NULL) : "";
-    enum mmp_chat_template tmpl = MMP_CHAT_CHATML;
-    const char *eot = NULL;
-    if (!raw) {
-        char *jinja = mmp_cli_model_template(o.model);
-        if (mmp_chat_resolve(tmpl_name, jinja, &tmpl)) {
-            /* base models (Qwen2-Audio-7B) have no template: their prompt is the raw text */
-            mmp_clear_error();
-            raw = true;
-            fprintf(stderr, "mmpipe caption: the model has no chat template: the prompt is used as raw text\n");
-        }
-        free(jinja);
-    }
-    if (raw) {
-        text = strdup(user);
-        if (!text) goto done;
-    } else {
-        mmp_chat_msg msg = { "user", user };
-        if (mmp_chat_apply(tmpl, &msg, 1, true, bos_text, eos_text, &text, NULL)) { mmp_cli_fail("caption", NULL); goto done; }
-        eot = mmp_chat_template_end_of_turn(tmpl, eos_text);
-    }
-    bool has_bos = bos_text && *bos_text && !strncmp(text, bos_text, strlen(bos_text));
-    if (!(mp = mmp_mm_prompt_from_text(tok, text, strlen(text), !has_bos, mmp_mm_get_markers(med.mm), med.items, med.n))) {
-        mmp_cli_fail("caption", "cannot build the prompt");
-        goto done;
-    }
-    int32_t n_pos = mmp_mm_prompt_n_pos(mp);
-    mmp_llm_ctx_params cp = mmp_llm_ctx_params_default();
-    cp.n_ctx = o.n_ctx;
-    cp.n_threads = o.n_threads;
-    if (!(ctx = mmp_llm_ctx_new(m, &cp))) { mmp_cli_fail("caption", "cannot create the context"); goto done; }
-    if (n_pos >= mmp_llm_ctx_n_ctx(ctx)) {
-        fprintf(stderr, "mmpipe caption: the prompt has %d positions (%d of them audio) but the context holds %d (use --ctx N or --max-seconds S)\n",
-                n_pos, mmp_mm_prompt_n_media_pos(mp), mmp_llm_ctx_n_ctx(ctx));
-        goto done;
-    }
-    if (!(smp = mmp_sampler_new(hp->n_vocab, &o.sp))) { mmp_cli_fail("caption", "bad sampling options"); goto done; }
-    {
-        const char *stops[MMP_CLI_MAX_STOP + 1];
-        int ns = 0;
-        if (eot && *eot) stops[ns++] = eot;
-        for (int i = 0; i < o.n_stop; i++) stops[ns++] = o.stop[i];
-        int32_t eog[2];
-        int n_eog = 0;
-        if (mmp_tokenizer_eos(tok) >= 0) eog[n_eog++] = mmp_tokenizer_eos(tok);
-        if (mmp_tokenizer_eot(tok) >= 0 && mmp_tokenizer_eot(tok) != mmp_tokenizer_eos(tok)) eog[n_eog++] = mmp_tokenizer_eot(tok);
-        if (!(stop = mmp_stop_new(eog, n_eog, stops, ns, o.n_predict))) { mmp_cli_fail("caption", NULL); goto done; }
-    }
-    if (!(logits = malloc((size_t)hp->n_vocab * sizeof *logits))) { fprintf(stderr, "mmpipe caption: out of memory\n"); goto done; }
-    const int32_t *pids = mmp_mm_prompt_ids(mp);
-    for (int32_t i = 0; i < n_pos; i++)
-        if (pids[i] >= 0 && !mmp_mm_prompt_is_media(mp, i)) mmp_sampler_accept(smp, pids[i]);
-
-    double t0 = mmp_cli_now();
-    if (mmp_mm_prompt_decode(ctx, m, mp, 0, 0, logits, false)) { mmp_cli_fail("caption", "decode failed"); goto done; }
-    double t1 = mmp_cli_now(), t_gen = 0.0;
-    int n_gen = 0;
-    int32_t prev = -1;
-    enum mmp_stop_reason why = o.n_predict == 0 ? MMP_STOP_MAX_TOKENS : MMP_STOP_NONE;
-    char piece[512];
-    while (why == MMP_STOP_NONE) {
-        int32_t id = mmp_sampler_sample(smp, logits);
-        if (id < 0) { mmp_cli_fail("caption", "sampling failed"); goto done; }
-        mmp_sampler_accept(smp, id);
-        n_gen++;
-        bool eog = mmp_tokenizer_is_eog(tok, id);
-        int64_t pn = eog ? 0 : mmp_cli_piece(tok, prev, id, piece, sizeof piece);
-        if (pn < 0) { mmp_cli_fail("caption", "cannot decode a token"); goto done; }
-        const char *emit;
-        size_t emit_n;
-        why = mmp_stop_push(stop, id, piece, (size_t)pn, &emit, &emit_n);
-        if (why == MMP_STOP_NONE && eog) why = MMP_STOP_EOG;
-        if (emit_n) { fwrite(emit, 1, emit_n, stdout); fflush(stdout); }
-        if (why != MMP_STOP_NONE) break;
-        if (mmp_llm_ctx_n_past(ctx) >= mmp_llm_ctx_n_ctx(ctx)) {
-            mmp_stop_flush(stop, &emit, &emit_n);
-            fwrite(emit, 1, emit_n, stdout);
-            fprintf(stderr, "\nmmpipe caption: the context is full (%d positions; use --ctx N)", mmp_llm_ctx_n_ctx(ctx));
-            break;
-        }
-        double ts = mmp_cli_now();
-        mmp_llm_batch bb = { .n = 1, .tokens = &id, .logits = logits };
-        if (mmp_llm_decode(ctx, &bb)) { mmp_cli_fail("caption", "decode failed"); goto done; }
-        t_gen += mmp_cli_now() - ts;
-        prev = id;
-    }
-    fputc('\n', stdout);
-    fflush(stdout);
-    int n_dec = n_gen > 0 ? n_gen - (why != MMP_STOP_NONE ? 1 : 0) : 0;
-    fprintf(stderr, "mmpipe caption: prompt: %d positions (%d audio) in %.1f ms (%.1f positions/s) | generation: %d tokens, "
-            "%d decoded in %.1f ms (%.1f tokens/s) | stop: %s | seed %llu\n", n_pos, mmp_mm_prompt_n_media_pos(mp), (t1 - t0) * 1e3,
-            (double)n_pos / MMP_CLI_MAXD(t1 - t0, 1e-9), n_gen, n_dec, t_gen * 1e3,
-            n_dec > 0 ? (double)n_dec / MMP_CLI_MAXD(t_gen, 1e-9) : 0.0, mmp_stop_reason_name(why), (unsigned long long)o.sp.seed);
+    mmp_chat_msg msg = { "user", user };
+    if (!(text = mmp_cli_session_render(&ss, &msg, 1))) goto done;
+    if (mmp_cli_session_answer(&ss, text, &ans)) goto done;
+    fprintf(stderr, "mmpipe caption: seed %llu\n", (unsigned long long)o.sp.seed);
     rc = 0;
 done:
+    free(ans);
     free(text);
     free(user);
-    free(logits);
-    mmp_mm_prompt_free(mp);
-    mmp_stop_free(stop);
-    mmp_sampler_free(smp);
-    mmp_llm_ctx_free(ctx);
-    mmp_cli_media_free(&med);
-    mmp_llm_free(m);
+    mmp_cli_session_close(&ss);
     return rc;
 }

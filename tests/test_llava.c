@@ -413,15 +413,16 @@ static void test_cli_chat_image(void **state) {
     rc = mmpipe(&out, "chat -m " CASE " --image " CASE "/image.png --image " CASE "/image.png -p '<image> or <image>?' -n 4 --temp 0 -t 2");
     printf("chat two images: rc %d\nstdout: %s\nstderr: %s\n", rc, out, g_err);
     assert_int_equal(rc, 0);
-    const char *first = strstr(g_err, "-> 16 tokens");
+    const char *first = strstr(g_err, "-> 16 embeddings");
     assert_non_null(first);
-    assert_non_null(strstr(first + 1, "-> 16 tokens")); /* both images encoded */
+    assert_non_null(strstr(first + 1, "-> 16 embeddings")); /* both images encoded */
     assert_non_null(strstr(g_err, "tokens/s"));
     free(out);
     /* one image, two markers: an error that names both counts */
     rc = mmpipe(&out, "chat -m " CASE " --image " CASE "/image.png -p '<image> or <image>?' -n 4");
     assert_int_equal(rc, 1);
-    assert_non_null(strstr(g_err, "2 media markers but 1"));
+    assert_non_null(strstr(g_err, "1 item"));
+    assert_non_null(strstr(g_err, "2 media markers"));
     free(out);
     /* /image in the interactive chat (stdin from a here-string) */
     rc = mmpipe(&out, "chat -m " CASE " -n 4 --temp 0 -t 2 <<'EOF'\n/image " CASE "/image.png\nDescribe it.\n/exit\nEOF\n");
@@ -451,8 +452,8 @@ static void test_cli_bad_inputs(void **state) {
     rc = mmpipe(NULL, "chat -m " CASE " --mmproj '%s' --image " CASE "/image.png -p hi -n 2", dir);
     printf("mismatched projector: rc %d: %s\n", rc, g_err);
     assert_int_not_equal(rc, 0);
-    assert_non_null(strstr(g_err, "48"));
-    assert_non_null(strstr(g_err, "64"));
+    assert_non_null(strstr(g_err, "gives 48-wide embeddings"));
+    assert_non_null(strstr(g_err, "takes 64"));
     remove_dir(dir);
     /* an image for a model without a vision part */
     rc = mmpipe(NULL, "chat -m ../../models/stories260K.gguf --chat-template chatml --image " CASE "/image.png -p hi -n 2");

@@ -19,8 +19,11 @@
  *
  * Threads: a desc is read-only after building and may be shared. One mmp_pipeline must not be
  * run from two threads at once (its stages hold session state, e.g. the LLM's KV cache);
- * create one pipeline per thread. Stage kinds open their model files themselves, so two
- * pipelines (or two stages) naming the same file map it twice; see docs/api.md. */
+ * create one pipeline per thread. Models: the stages of a pipeline get their models through a
+ * model store (store.h), so a file named by several stages is mapped once and a model two
+ * stages need is loaded once; give several pipelines one store (mmp_pipeline_params.store) and
+ * they share the files and the read-only models (the LLM) too. See docs/api.md.
+ */
 #ifndef MMPIPE_PIPELINE_H
 #define MMPIPE_PIPELINE_H
 
@@ -84,6 +87,15 @@ MMP_API const char *mmp_pipeline_stock_name(int i);
 MMP_API const char *mmp_pipeline_stock_text(const char *name, size_t *len);
 /* Parse a stock pipeline ("stock:NAME" in its messages). */
 MMP_API mmp_pipeline_desc *mmp_pipeline_desc_stock(const char *name);
+/* The stock pipeline that turns media of one kind into a model's LLM input embeddings, as
+ * mmp_mm_load (mtmd.h) decides the encoder: kind 0 = images ("image-embed": preprocessing, the
+ * vision tower, the projector), kind 1 = audio ("qwen2-audio", "ultravox" or "voxtral":
+ * log-mel, the Whisper tower, the family's projector). `encoder` is the file holding the
+ * encoder + projector (an mmproj GGUF) or NULL for `model` itself (an HF folder holding
+ * everything). The pipeline's parameter `model` takes that file; its input is `image` / `audio`
+ * and its output `embeddings`. Static string, or NULL + a message (no such encoder in the file:
+ * MMP_ERR_NOT_FOUND). */
+MMP_API const char *mmp_pipeline_stock_for_media(const char *model, const char *encoder, int kind);
 /* A pipeline file when `name_or_path` names an existing file (or has a '/' or ends in .pipe),
  * else the stock pipeline of that name. */
 MMP_API mmp_pipeline_desc *mmp_pipeline_desc_open(const char *name_or_path);

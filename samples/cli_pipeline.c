@@ -365,13 +365,17 @@ static int cmd_run(const pl_opts *o) {
     if (!(p = mmp_pipeline_new(d, reg, &pp))) { mmp_cli_fail("pipeline", "loading"); goto done; }
     if (!o->quiet) fprintf(stderr, "loaded in %.2f s\n", mmp_cli_now() - t0);
     int ni = mmp_pipeline_n_inputs(p), no = mmp_pipeline_n_outputs(p);
-    if (!o->out)
+    bool any_text = false;
+    for (int i = 0; i < no; i++) any_text |= mmp_pipeline_output_type(p, i)->role == MMP_ROLE_TEXT;
+    if (!o->out && !any_text) {
+        fprintf(stderr, "mmpipe pipeline run: this pipeline has no text output: give -o OUTDIR to keep its outputs\n");
+        rc = 2;
+        goto done;
+    }
+    if (!o->out && !o->quiet)
         for (int i = 0; i < no; i++)
-            if (mmp_pipeline_output_type(p, i)->role != MMP_ROLE_TEXT) {
-                fprintf(stderr, "mmpipe pipeline run: output '%s' is not text: give -o OUTDIR to keep it\n", mmp_pipeline_output_name(p, i));
-                rc = 2;
-                goto done;
-            }
+            if (mmp_pipeline_output_type(p, i)->role != MMP_ROLE_TEXT)
+                fprintf(stderr, "(output '%s' is not kept: give -o OUTDIR to keep it)\n", mmp_pipeline_output_name(p, i));
     if (ni > MAX_INS) { fprintf(stderr, "mmpipe pipeline: more than %d inputs\n", MAX_INS); goto done; }
     for (int i = 0; i < o->n_ins; i++) {
         int idx = -1;

@@ -1003,6 +1003,64 @@ static void test_cli(void **state) {
     snprintf(cmd, sizeof cmd, "'%s' pipeline run '%s/output-to-unet.pipe' --set projector='%s' --set unet='%s' -o '%s/o3' 2>/dev/null",
              MMP_CLI_PATH, pipes, mmpt_data("proj/nextgpt_e2e/output_projector/model.safetensors"), mmpt_data("gen/unet"), tmp);
     assert_int_equal(sh(cmd), 2);
+
+    /* stock pipelines by name; a text input and a streamed text output: the chat pipeline with
+     * no template gives what `mmpipe run` prints after the prompt */
+    char *out = NULL, cerr[8192];
+    int rc = mmpt_run_cli(MMP_TEST_DATA, &out, NULL, cerr, sizeof cerr, "pipeline list");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "  chat "));
+    assert_non_null(strstr(out, "  txt2img "));
+    free(out);
+    char *ref = NULL;
+    rc = mmpt_run_cli(MMP_TEST_DATA, &ref, NULL, cerr, sizeof cerr,
+                      "run -m ../../models/stories260K.gguf -p 'Once upon a time' -n 40 --temp 0");
+    assert_int_equal(rc, 0);
+    rc = mmpt_run_cli(MMP_TEST_DATA, &out, NULL, cerr, sizeof cerr,
+                      "pipeline run chat --set model=../../models/stories260K.gguf --set template=none --set temp=0 --set n=40 "
+                      "--in text='Once upon a time'");
+    if (rc) fail_msg("pipeline run chat: %s", cerr);
+    printf("  pipeline run chat: %s", out);
+    assert_non_null(strstr(cerr, "tokens/s"));
+    assert_non_null(strstr(cerr, "'tokens' is not kept"));
+    assert_true(strlen(ref) > strlen("Once upon a time"));
+    assert_int_equal(strncmp(ref, "Once upon a time", 16), 0);
+    /* the continuation, byte for byte (the pipeline ends its streamed text with a newline) */
+    assert_int_equal(strlen(out), strlen(ref + 16) + 1);
+    assert_memory_equal(out, ref + 16, strlen(ref + 16));
+    assert_int_equal(out[strlen(out) - 1], '\n');
+    free(out);
+    /* the same text from a file (@FILE), kept under -o as NAME.txt */
+    snprintf(path, sizeof path, "%s/prompt.txt", tmp);
+    f = fopen(path, "w");
+    fputs("Once upon a time", f);
+    fclose(f);
+    rc = mmpt_run_cli(MMP_TEST_DATA, &out, NULL, cerr, sizeof cerr,
+                      "pipeline run chat --set model=../../models/stories260K.gguf --set template=none --set temp=0 --set n=40 "
+                      "--in text=@%s -q -o %s/chat", path, tmp);
+    if (rc) fail_msg("pipeline run chat @file: %s", cerr);
+    free(out);
+    snprintf(path, sizeof path, "%s/chat/text.txt", tmp);
+    char *txt = read_text(path);
+    assert_non_null(txt);
+    assert_string_equal(txt, ref + 16);
+    free(txt);
+    free(ref);
+    /* errors: an unknown stock name lists the names; a text input given from a missing file; a
+     * pipeline without text outputs needs -o */
+    rc = mmpt_run_cli(MMP_TEST_DATA, NULL, NULL, cerr, sizeof cerr, "pipeline show no-such-pipe");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(cerr, "no stock pipeline named 'no-such-pipe'"));
+    assert_non_null(strstr(cerr, "image-chat"));
+    rc = mmpt_run_cli(MMP_TEST_DATA, NULL, NULL, cerr, sizeof cerr,
+                      "pipeline run chat --set model=../../models/stories260K.gguf --in text=@/nonexistent/p.txt");
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(cerr, "/nonexistent/p.txt"));
+    rc = mmpt_run_cli(MMP_TEST_DATA, NULL, NULL, cerr, sizeof cerr,
+                      "pipeline run output-to-unet --set projector=%s --set unet=%s --in timestep=values:1",
+                      mmpt_data("proj/nextgpt_e2e/output_projector/model.safetensors"), mmpt_data("gen/unet"));
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(cerr, "no text output"));
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     assert_int_equal(sh(cmd), 0);
 }

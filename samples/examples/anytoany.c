@@ -8,7 +8,9 @@
  *     --size PX        image side in pixels (512)        --steps N   denoising steps (6)
  *     --image          start the answer with [IMG0]: ask for a picture outright
  *     --max N          response tokens (32)
- * Public API only (mmpipe/anytoany.h). */
+ * The session (KV cache, UNet and VAE scratch) is loaded through a model store: further
+ * sessions made with the same store -- one per thread -- share its LLM and output projector
+ * (loaded once) and map the UNet and VAE files once. Public API only (mmpipe/anytoany.h). */
 #include <mmpipe/mmpipe.h>
 
 #include <stdio.h>
@@ -69,9 +71,12 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "anytoany: unknown option %s\n", a); return 2; }
     }
 
-    /* 1. load the LLM, output projector, UNet and VAE (their widths are checked) */
-    mmp_a2a *a2a = mmp_a2a_load(&ap);
-    if (!a2a) { fprintf(stderr, "anytoany: %s\n", mmp_last_error()); return 1; }
+    /* 1. load the LLM, output projector, UNet and VAE (their widths are checked) through a
+     *    store; another mmp_a2a_load(&ap) now would reuse the LLM and the projector */
+    mmp_store *store = mmp_store_new();
+    ap.store = store;
+    mmp_a2a *a2a = store ? mmp_a2a_load(&ap) : NULL;
+    if (!a2a) { fprintf(stderr, "anytoany: %s\n", mmp_last_error()); mmp_store_free(store); return 1; }
 
     /* 2. the prompt as token ids */
     int32_t *ids = NULL;
@@ -86,7 +91,7 @@ int main(int argc, char **argv) {
         else if (mmp_tokenizer_encode(tok, argv[6], strlen(argv[6]), true, true, &ids, &n) != MMP_OK) fprintf(stderr, "anytoany: %s\n", mmp_last_error());
         n_ids = (int)n;
     }
-    if (n_ids < 1) { free(ids); mmp_a2a_free(a2a); return 1; }
+    if (n_ids < 1) { free(ids); mmp_a2a_free(a2a); mmp_store_free(store); return 1; }
 
     /* 3. the turn: text streams out; the signal tokens' hidden states become the image */
     int32_t img0 = mmp_a2a_signal_ids(a2a)[0];
@@ -95,7 +100,7 @@ int main(int argc, char **argv) {
     printf("answer: ");
     enum mmp_status st = mmp_a2a_turn(a2a, ids, n_ids, &tp, &r);
     printf("\n");
-    if (st != MMP_OK) { fprintf(stderr, "anytoany: %s\n", mmp_last_error()); free(ids); mmp_a2a_free(a2a); return 1; }
+    if (st != MMP_OK) { fprintf(stderr, "anytoany: %s\n", mmp_last_error()); free(ids); mmp_a2a_free(a2a); mmp_store_free(store); return 1; }
     printf("text: \"%s\" (%d tokens)\n", r.text, (int)r.n_tokens);
     int rc = 0;
     if (r.has_image) {
@@ -109,5 +114,6 @@ int main(int argc, char **argv) {
     mmp_a2a_result_free(&r);
     free(ids);
     mmp_a2a_free(a2a);
+    mmp_store_free(store);  /* after every session made with it */
     return rc;
 }

@@ -1,90 +1,99 @@
-/* image_chat: ask a LLaVA model about a picture.
+/* image_chat: ask a LLaVA model about a picture, with the stock "image-chat" pipeline.
  *
- *   image_chat MODEL_DIR IMAGE "QUESTION" [MAX_TOKENS]
+ *   image_chat MODEL IMAGE "QUESTION" [MAX_TOKENS] [--rgb]
  *
- * MODEL_DIR is a Hugging Face LlavaForConditionalGeneration folder (config.json, safetensors,
- * tokenizer.json). Steps: load the LLM, load the vision tower + projector that go with it,
- * encode the image into embeddings in the LLM's space, splice them into the prompt at the
- * <image> marker, then generate greedily and print the answer as it comes. Public API only. */
+ * MODEL is a Hugging Face LlavaForConditionalGeneration folder (or a GGUF LLM; then give its
+ * mmproj with the pipeline parameter "encoder"). The pipeline preprocesses the image, encodes
+ * it (CLIP + projector), puts its rows at the <image> marker of the prompt and generates; the
+ * answer is printed piece by piece as it is generated (the on_text callback).
+ *
+ * The image goes in as a file (mmp_array_from_image_file) or, with --rgb, as a buffer of RGB
+ * bytes (mmp_array_from_rgb): what a program that has its pixels in memory (a camera frame, a
+ * decoded video) does. Both give the same answer. Ctrl-C stops the run (the abort callback).
+ * Public API only (mmpipe/pipeline.h). */
 #include <mmpipe/mmpipe.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *what) {
-    fprintf(stderr, "image_chat: %s: %s\n", what, mmp_last_error());
-    return 1;
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) { (void)sig; g_stop = 1; }
+static bool should_abort(void *user) { (void)user; return g_stop != 0; }
+
+/* Each piece of the answer as soon as it is decided. */
+static bool print_piece(const char *piece, size_t len, void *user) {
+    (void)user;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return true;  /* false would stop generating here */
+}
+
+/* The image as an array [3, H, W] in [0, 1]: from the file, or from RGB bytes in memory. */
+static mmp_array *load_image(const char *path, bool from_rgb) {
+    if (!from_rgb) return mmp_array_from_image_file(path);
+    mmp_image *img = mmp_image_load(path, 0);  /* stands for pixels the program already has */
+    if (!img) return NULL;
+    mmp_array *a = mmp_array_from_rgb(img->data, img->width, img->height);  /* copies */
+    mmp_image_free(img);
+    return a;
 }
 
 int main(int argc, char **argv) {
+    bool from_rgb = argc > 4 && strcmp(argv[argc - 1], "--rgb") == 0;
+    if (from_rgb) argc--;
     if (argc < 4) {
-        fprintf(stderr, "usage: image_chat MODEL_DIR IMAGE \"QUESTION\" [MAX_TOKENS]\n");
+        fprintf(stderr, "usage: image_chat MODEL IMAGE \"QUESTION\" [MAX_TOKENS] [--rgb]\n");
         return 2;
     }
-    int max_tokens = argc > 4 ? atoi(argv[4]) : 64;
+    const char *n_max = argc > 4 ? argv[4] : "256";
     int rc = 1;
-    mmp_llm_ctx *ctx = NULL;
-    mmp_mm *mm = NULL;
-    mmp_image *img = NULL;
-    mmp_mm_prompt *prompt = NULL;
-    float *emb = NULL, *logits = NULL;
-    mmp_sampler *smp = NULL;
+    mmp_pipeline *p = NULL;
+    mmp_array **in = NULL, **out = NULL;  /* one per pipeline input / output, by index */
+    int n_in = 0, n_out = 0;
+    signal(SIGINT, on_sigint);
 
-    /* 1. the language model and its tokenizer */
-    mmp_llm_load_params lp = mmp_llm_load_params_default();
-    mmp_llm *llm = mmp_llm_load(argv[1], &lp);
-    if (!llm) return fail(argv[1]);
-    const mmp_tokenizer *tok = mmp_llm_get_tokenizer(llm);
-    if (!tok) { fprintf(stderr, "image_chat: %s has no tokenizer\n", argv[1]); goto done; }
+    /* 1. the stock pipeline, its parameters, then load it (validated before any weight is read) */
+    mmp_registry *reg = mmp_registry_new();
+    mmp_pipeline_desc *d = mmp_pipeline_desc_stock("image-chat");
+    if (!reg || !d) goto done;
+    if (mmp_pipeline_desc_set_param(d, "model", argv[1]) != MMP_OK) goto done;
+    if (mmp_pipeline_desc_set_param(d, "n", n_max) != MMP_OK) goto done;  /* most tokens */
+    mmp_pipeline_params pp = mmp_pipeline_params_default();
+    pp.n_threads = 2;
+    pp.on_text = print_piece;
+    pp.abort_cb = should_abort;
+    if (!(p = mmp_pipeline_new(d, reg, &pp))) goto done;
+    n_in = mmp_pipeline_n_inputs(p);
+    n_out = mmp_pipeline_n_outputs(p);
+    if (!(in = calloc((size_t)n_in, sizeof *in)) || !(out = calloc((size_t)n_out, sizeof *out))) goto done;
 
-    /* 2. the image side: vision tower + projector from the same folder */
-    mmp_mm_params mp = mmp_mm_params_default();
-    mp.n_threads = 2;
-    if (!(mm = mmp_mm_load(argv[1], NULL, llm, &mp))) { fail("vision model"); goto done; }
-    if (!(img = mmp_image_load(argv[2], 0))) { fail(argv[2]); goto done; }
-    int32_t n_img = 0;
-    if (mmp_mm_encode_image(mm, img, &emb, &n_img) != MMP_OK) { fail("encode image"); goto done; }
+    /* 2. the inputs, in the pipeline's order: the image and the prompt with its <image> marker */
+    int i_image = mmp_pipeline_find_input(p, "image"), i_text = mmp_pipeline_find_input(p, "text");
+    int o_tokens = mmp_pipeline_find_output(p, "tokens");
+    if (i_image < 0 || i_text < 0 || o_tokens < 0) goto done;
+    char prompt[4096];
+    snprintf(prompt, sizeof prompt, "<image>\n%s", argv[3]);
+    if (!(in[i_image] = load_image(argv[2], from_rgb))) goto done;
+    if (!(in[i_text] = mmp_array_from_text(prompt, strlen(prompt)))) goto done;
+    printf("image: %s, %lldx%lld%s\n", argv[2], (long long)in[i_image]->dims[2], (long long)in[i_image]->dims[1],
+           from_rgb ? " (from RGB bytes)" : "");
 
-    /* 3. the prompt: <image> expands to the image's n_img embedding rows */
-    char text[4096];
-    snprintf(text, sizeof text, "[INST] <image>\n%s [/INST]", argv[3]);
-    mmp_media media = { MMP_MEDIA_IMAGE, n_img, mmp_mm_n_embd(mm), emb };
-    prompt = mmp_mm_prompt_from_text(tok, text, strlen(text), true, mmp_mm_get_markers(mm), &media, 1);
-    if (!prompt) { fail("prompt"); goto done; }
-
-    /* 4. prefill, then generate greedily until end of generation or MAX_TOKENS */
-    mmp_llm_ctx_params cp = mmp_llm_ctx_params_default();
-    cp.n_threads = 2;
-    if (!(ctx = mmp_llm_ctx_new(llm, &cp))) { fail("context"); goto done; }
-    int32_t n_vocab = mmp_llm_get_hparams(llm)->n_vocab;
-    logits = malloc((size_t)n_vocab * sizeof(float));
-    mmp_sampler_params sp = mmp_sampler_params_greedy();
-    smp = mmp_sampler_new(n_vocab, &sp);
-    if (!logits || !smp) { fail("memory"); goto done; }
-    if (mmp_mm_prompt_decode(ctx, llm, prompt, 0, 0, logits, false) != MMP_OK) { fail("prefill"); goto done; }
-    printf("prompt: %d positions (%d image rows)\nanswer: ", mmp_mm_prompt_n_pos(prompt), n_img);
-    int n_out = 0;
-    for (; n_out < max_tokens; n_out++) {
-        int32_t id = mmp_sampler_sample(smp, logits);
-        if (id < 0 || mmp_tokenizer_is_eog(tok, id)) break;
-        mmp_sampler_accept(smp, id);
-        char piece[256];
-        int64_t len = mmp_tokenizer_token_to_piece(tok, id, false, piece, sizeof piece);
-        if (len > 0 && len <= (int64_t)sizeof piece) fwrite(piece, 1, (size_t)len, stdout);
-        mmp_llm_batch b = { .n = 1, .tokens = &id, .logits = logits };
-        if (mmp_llm_decode(ctx, &b) != MMP_OK) { fail("decode"); goto done; }
-    }
-    printf("\n[%d tokens]\n", n_out);
+    /* 3. run: the answer streams out through print_piece; out[] hold "text" and "tokens" */
+    printf("answer: ");
+    fflush(stdout);
+    if (mmp_pipeline_run(p, (const mmp_array *const *)in, out) != MMP_OK) { printf("\n"); goto done; }
+    printf("\n[%lld tokens]\n", (long long)out[o_tokens]->dims[0]);
     rc = 0;
 done:
-    mmp_sampler_free(smp);
-    free(logits);
-    free(emb);
-    mmp_mm_prompt_free(prompt);
-    mmp_image_free(img);
-    mmp_mm_free(mm);
-    mmp_llm_ctx_free(ctx);
-    mmp_llm_free(llm);
+    if (rc) fprintf(stderr, "image_chat: %s\n", mmp_last_error());
+    for (int i = 0; in && i < n_in; i++) mmp_array_free(in[i]);
+    for (int i = 0; out && i < n_out; i++) mmp_array_free(out[i]);
+    free(in);
+    free(out);
+    mmp_pipeline_free(p);
+    mmp_pipeline_desc_free(d);
+    mmp_registry_free(reg);
     return rc;
 }

@@ -1,120 +1,82 @@
-/* txt2img: latent diffusion from a conditioning, with classifier-free guidance.
+/* txt2img: a picture from a prompt with a Stable Diffusion model, with the stock "txt2img"
+ * pipeline.
  *
- *   txt2img UNET_DIR VAE STEPS OUT.png cond FILE.safetensors COND_TENSOR [UNCOND_TENSOR]
- *   txt2img UNET_DIR VAE STEPS OUT.png clip TEXT_ENCODER_DIR "IDS" ["UNCOND_IDS"]
+ *   txt2img MODEL "PROMPT" OUT.png [NAME=VALUE ...]
  *
- * The conditioning (the UNet's cross-attention context [T, D]) comes either from a tensor in a
- * safetensors file, or from a CLIP text encoder run on token ids ("49406,320,1929,49407";
- * tokenize with the CLIP tokenizer of your model). The unconditional context is the second
- * tensor / the encoder on the second ids, or zeros. DDIM, CFG 7.5, seed 42, size from the
- * UNet/VAE: 8 latents per side times the VAE scale. Public API only. */
+ * MODEL is a diffusers folder (model_index.json) or a single-file SD 1.x checkpoint. NAME=VALUE
+ * sets any parameter of the pipeline (pipelines/txt2img.pipe): steps=20, width=512,
+ * height=512, seed=0, cfg=7.5, sampler=euler_a, vae=TAESD_FILE, ... The pipeline tokenizes
+ * and encodes the prompt (CLIP), runs the sampling loop (UNet + scheduler, classifier-free
+ * guidance) and decodes the latents (VAE); its "image" output [3, H, W] in [0, 1] becomes an
+ * 8-bit RGB image (mmp_array_to_image) written as a PNG that records the prompt. The progress
+ * callback shows the stages and the denoising steps. Public API only (mmpipe/pipeline.h). */
 #include <mmpipe/mmpipe.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *what) {
-    fprintf(stderr, "txt2img: %s: %s\n", what, mmp_last_error());
-    return 1;
-}
-
-/* A [T, D] f32 tensor of a safetensors file, copied (file data may be unaligned). */
-static float *read_ctx(const mmp_safetensors *st, const char *name, int *t, int *d) {
-    const mmp_tensor_info *ti = mmp_safetensors_find(st, name);
-    if (!ti || ti->type != MMP_TYPE_F32 || ti->n_dims != 2) {
-        fprintf(stderr, "txt2img: no 2-D f32 tensor '%s'\n", name);
-        return NULL;
-    }
-    *d = (int)ti->ne[0];  /* ne is innermost first */
-    *t = (int)ti->ne[1];
-    float *c = malloc(ti->nbytes);
-    if (c) memcpy(c, ti->data, ti->nbytes);
-    return c;
-}
-
-/* "1,2,3" -> CLIP text encoder last hidden state [n, D] */
-static float *encode_ids(mmp_clip_text *te, const char *list, int *t, int *d) {
-    int32_t ids[1024];
-    int n = 0;
-    for (const char *p = list; *p && n < 1024;) {
-        char *end;
-        ids[n++] = (int32_t)strtol(p, &end, 10);
-        if (end == p) { fprintf(stderr, "txt2img: bad id list '%s'\n", list); return NULL; }
-        p = *end == ',' ? end + 1 : end;
-    }
-    *t = n;
-    *d = mmp_clip_text_get_hparams(te)->n_embd;
-    float *h = malloc((size_t)n * (size_t)*d * sizeof(float));
-    mmp_clip_text_params cp = mmp_clip_text_params_default();
-    cp.n_threads = 2;
-    if (!h || mmp_clip_text_encode(te, ids, n, &cp, h, NULL) != MMP_OK) { free(h); fail("text encoder"); return NULL; }
-    return h;
+/* what: "stage NAME (KIND)" before each stage, "steps" during sampling, ... */
+static void on_progress(const char *what, int64_t done, int64_t total, void *user) {
+    (void)user;
+    if (strcmp(what, "steps") == 0) fprintf(stderr, "\rsteps %lld/%lld%s", (long long)done, (long long)total, done == total ? "\n" : "");
+    else if (strncmp(what, "stage ", 6) == 0) fprintf(stderr, "[%lld/%lld] %s\n", (long long)done, (long long)total, what);
 }
 
 int main(int argc, char **argv) {
-    if (argc < 8) {
-        fprintf(stderr, "usage: txt2img UNET_DIR VAE STEPS OUT.png cond FILE.safetensors COND [UNCOND]\n"
-                        "       txt2img UNET_DIR VAE STEPS OUT.png clip TEXT_ENCODER_DIR IDS [UNCOND_IDS]\n");
+    if (argc < 4) {
+        fprintf(stderr, "usage: txt2img MODEL \"PROMPT\" OUT.png [NAME=VALUE ...]\n");
         return 2;
     }
-    int rc = 1, t = 0, d = 0, tu = 0, du = 0;
-    float *cond = NULL, *uncond = NULL, *noise = NULL, *lat = NULL, *img01 = NULL;
-    mmp_safetensors *st = NULL;
-    mmp_clip_text *te = NULL;
-    mmp_scheduler *sched = NULL;
+    int rc = 1;
+    mmp_pipeline *p = NULL;
+    mmp_array **in = NULL, **out = NULL;  /* one per pipeline input / output, by index */
+    int n_in = 0, n_out = 0;
     mmp_image *img = NULL;
-    mmp_vae *vae = NULL;
-    mmp_unet *unet = mmp_unet_load(argv[1], 2);
-    if (!unet) return fail(argv[1]);
-    if (!(vae = mmp_vae_load(argv[2], 2))) { fail(argv[2]); goto done; }
 
-    /* 1. the conditioning and the unconditional context */
-    if (strcmp(argv[5], "cond") == 0) {
-        if (!(st = mmp_safetensors_open(argv[6]))) { fail(argv[6]); goto done; }
-        if (!(cond = read_ctx(st, argv[7], &t, &d))) goto done;
-        if (argc > 8 && !(uncond = read_ctx(st, argv[8], &tu, &du))) goto done;
-    } else if (strcmp(argv[5], "clip") == 0) {
-        if (!(te = mmp_clip_text_load(argv[6]))) { fail(argv[6]); goto done; }
-        if (!(cond = encode_ids(te, argv[7], &t, &d))) goto done;
-        if (argc > 8 && !(uncond = encode_ids(te, argv[8], &tu, &du))) goto done;
-    } else {
-        fprintf(stderr, "txt2img: mode '%s', expected cond or clip\n", argv[5]);
-        goto done;
+    /* 1. the stock pipeline and its parameters */
+    mmp_registry *reg = mmp_registry_new();
+    mmp_pipeline_desc *d = mmp_pipeline_desc_stock("txt2img");
+    if (!reg || !d) goto done;
+    if (mmp_pipeline_desc_set_param(d, "model", argv[1]) != MMP_OK) goto done;
+    for (int i = 4; i < argc; i++) {
+        char name[64];
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || eq - argv[i] >= (int)sizeof name) { fprintf(stderr, "txt2img: want NAME=VALUE, got '%s'\n", argv[i]); rc = 2; goto done; }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - argv[i]), argv[i]);
+        if (mmp_pipeline_desc_set_param(d, name, eq + 1) != MMP_OK) goto done;  /* unknown names are refused */
     }
-    if (uncond && (tu != t || du != d)) { fprintf(stderr, "txt2img: uncond is [%d, %d], cond [%d, %d]\n", tu, du, t, d); goto done; }
-    if (!uncond && !(uncond = calloc((size_t)t * (size_t)d, sizeof(float)))) goto done;
 
-    /* 2. the sampling loop: DDIM with SD 1.x settings, noise from a seed */
-    mmp_sched_params sp = mmp_sched_params_default(MMP_SCHED_DDIM);
-    if (!(sched = mmp_scheduler_new(&sp))) { fail("scheduler"); goto done; }
-    mmp_txt2img_params tp = mmp_txt2img_params_default();
-    int s = mmp_vae_scale(vae), lh = 8, lw = 8, C = mmp_unet_in_channels(unet);
-    tp.width = lw * s;
-    tp.height = lh * s;
-    tp.steps = atoi(argv[3]);
-    tp.cfg_scale = 7.5f;
-    size_t nl = (size_t)C * lh * lw, np = (size_t)3 * tp.width * tp.height;
-    noise = malloc(nl * sizeof(float));
-    lat = malloc(nl * sizeof(float));
-    img01 = malloc(np * sizeof(float));
-    if (!noise || !lat || !img01) goto done;
-    mmp_randn(42, noise, (int64_t)nl);
-    if (mmp_txt2img_sample(unet, sched, vae, &tp, t, d, cond, uncond, noise, lat, img01) != MMP_OK) { fail("sampling"); goto done; }
+    /* 2. load: the five stages name one model, which the pipeline's store loads once */
+    mmp_pipeline_params pp = mmp_pipeline_params_default();
+    pp.n_threads = 2;
+    pp.progress = on_progress;
+    if (!(p = mmp_pipeline_new(d, reg, &pp))) goto done;
+    n_in = mmp_pipeline_n_inputs(p);
+    n_out = mmp_pipeline_n_outputs(p);
+    if (!(in = calloc((size_t)n_in, sizeof *in)) || !(out = calloc((size_t)n_out, sizeof *out))) goto done;
 
-    /* 3. [3, H, W] in [0, 1] -> 8-bit RGB -> PNG */
-    if (!(img = mmp_image_from_chw(img01, tp.width, tp.height))) { fail("image"); goto done; }
-    mmp_png_text meta = { "parameters", "mmpipe samples/examples/txt2img, DDIM, CFG 7.5, seed 42" };
-    if (mmp_image_write_png(argv[4], img, &meta, 1) != MMP_OK) { fail(argv[4]); goto done; }
-    printf("wrote %s (%dx%d, %d steps, context [%d, %d])\n", argv[4], tp.width, tp.height, tp.steps, t, d);
+    /* 3. run on the prompt; the optional "negative" input stays NULL (the empty prompt) */
+    int i_prompt = mmp_pipeline_find_input(p, "prompt"), o_image = mmp_pipeline_find_output(p, "image");
+    if (i_prompt < 0 || o_image < 0) goto done;
+    if (!(in[i_prompt] = mmp_array_from_text(argv[2], strlen(argv[2])))) goto done;
+    if (mmp_pipeline_run(p, (const mmp_array *const *)in, out) != MMP_OK) goto done;
+
+    /* 4. [3, H, W] in [0, 1] -> RGB bytes -> PNG with the prompt in a text chunk */
+    if (!(img = mmp_array_to_image(out[o_image]))) goto done;
+    mmp_png_text meta = { "prompt", argv[2] };
+    if (mmp_image_write_png(argv[3], img, &meta, 1) != MMP_OK) goto done;
+    printf("wrote %s (%dx%d)\n", argv[3], (int)img->width, (int)img->height);
     rc = 0;
 done:
+    if (rc == 1) fprintf(stderr, "txt2img: %s\n", mmp_last_error());
     mmp_image_free(img);
-    mmp_scheduler_free(sched);
-    free(noise); free(lat); free(img01); free(cond); free(uncond);
-    mmp_clip_text_free(te);
-    mmp_safetensors_free(st);
-    mmp_vae_free(vae);
-    mmp_unet_free(unet);
+    for (int i = 0; in && i < n_in; i++) mmp_array_free(in[i]);
+    for (int i = 0; out && i < n_out; i++) mmp_array_free(out[i]);
+    free(in);
+    free(out);
+    mmp_pipeline_free(p);
+    mmp_pipeline_desc_free(d);
+    mmp_registry_free(reg);
     return rc;
 }

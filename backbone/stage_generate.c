@@ -15,8 +15,18 @@
  * prefix, ("prompt", n, n) after the prompt is decoded, ("tokens", i, n_max) after each token.
  * A full context ends the answer (not an error); a prompt that does not fit is an error.
  *
- * Empty answers: mmp_array_new refuses 0-sized dims, so an answer without text has a `text`
- * array whose outermost dim is 0 and data NULL (mmp__rows_array); likewise `tokens`. */
+ * Empty answers: an answer without text has a `text` array whose outermost dim is 0; likewise
+ * `tokens`.
+ *
+ * Any-to-any (NExT-GPT / GILL, as mmp_a2a_turn in core/anytoany.c): with signal=auto (the
+ * "[IMG0]".."[IMGk]" of the vocabulary, signal_n of them or all there are) or signal=ID ID ...,
+ * the signal tokens are spotted in the answer; once [IMG0] appears the rest of the group is
+ * forced after it (complete_signal=1, the default); the last-layer hidden states after the
+ * final norm at the positions where the signal tokens are fed in form `signal_hidden`
+ * [n_signal, n_embd], for the output projector. `signal_hidden` is absent when the answer
+ * holds no complete group (the image branch of the pipeline is then skipped). Signal tokens
+ * are left out of `text`; forced=ID ID ... is a response prefix decided in advance (teacher
+ * forcing, tests); stop_after_image=1 ends the answer when the group is complete. */
 #include "llm-impl.h"
 #include "../core/stage-impl.h"
 #include "../core/stage-text.h"
@@ -33,6 +43,8 @@
 
 #define KIND "backbone.generate"
 #define MAX_STOP 16
+#define MAX_SIGNAL 64
+#define MAX_FORCED 256
 
 typedef struct gen_state {
     mmp__model_ref llm;
@@ -51,6 +63,11 @@ typedef struct gen_state {
     uint64_t *hist;
     int64_t n_hist, cap_hist;
     int hist_mode;                 /* 1 tokens, 2 embeddings, 0 nothing cached */
+    /* any-to-any */
+    int32_t signal[MAX_SIGNAL], n_signal;   /* 0: no signal tokens */
+    bool complete_signal, stop_after_image;
+    int32_t forced[MAX_FORCED], n_forced;
+    float *hid;                    /* [n_embd] hidden state of a fed token */
 } gen_state;
 
 static void gen_destroy(void *state) {
@@ -62,6 +79,7 @@ static void gen_destroy(void *state) {
     free(s->logits);
     free(s->row);
     free(s->bos_row);
+    free(s->hid);
     free(s->hist);
     mmp__model_put(&s->llm);
     free(s);
@@ -119,8 +137,32 @@ static enum mmp_status parse_int(const char *k, const char *v, long long lo, lon
     return MMP_OK;
 }
 
+/* "12 13 14" (spaces) -> ids; MMP_OK or a message naming the option. */
+static enum mmp_status parse_ids(const char *k, const char *v, int32_t *ids, int32_t max, int32_t *n) {
+    *n = 0;
+    const char *c = v;
+    while (*c) {
+        while (*c == ' ') c++;
+        if (!*c) break;
+        char *end;
+        errno = 0;
+        long long x = strtoll(c, &end, 10);
+        if (errno || end == c || (*end && *end != ' ') || x < 0 || x > INT32_MAX)
+            return mmp__error(MMP_ERR_INVALID_ARG, "option %s='%s': expected token ids separated by spaces", k, v);
+        if (*n == max) return mmp__error(MMP_ERR_LIMIT, "option %s: at most %d ids", k, (int)max);
+        ids[(*n)++] = (int32_t)x;
+        c = end;
+    }
+    return MMP_OK;
+}
+
+static int signal_index(const gen_state *s, int32_t id) {
+    for (int32_t k = 0; k < s->n_signal; k++)
+        if (s->signal[k] == id) return (int)k;
+    return -1;
+}
+
 static void *gen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
-    (void)out;
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "needs model= the LLM");
     gen_state *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -133,6 +175,9 @@ static void *gen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_t
     int n_stop = 0;
     char *tmpl_opt = NULL;
     mmp__text_model_info info = { 0 };
+    s->complete_signal = true;
+    int signal_mode = 0;           /* 0 none, 1 auto (vocabulary), 2 ids */
+    long long signal_n = 0;
     mmp__opt opts[MMP__TEXT_MAX_OPTS];
     char *ostore = NULL;
     int n_opts = mmp__opts_parse(KIND, p->options, opts, MMP__TEXT_MAX_OPTS, &ostore);
@@ -173,9 +218,22 @@ static void *gen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_t
             else if (!(stops[n_stop++] = mmp__strdup(v))) st = MMP_ERR_NOMEM;
         }
         else if (!strcmp(k, "template")) { free(tmpl_opt); if (!(tmpl_opt = mmp__strdup(v))) st = MMP_ERR_NOMEM; }
+        else if (!strcmp(k, "signal")) {
+            if (!strcmp(v, "none")) signal_mode = 0;
+            else if (!strcmp(v, "auto")) signal_mode = 1;
+            else if (!(st = parse_ids(k, v, s->signal, MAX_SIGNAL, &s->n_signal))) signal_mode = 2;
+        }
+        else if (!strcmp(k, "signal_n")) st = parse_int(k, v, 0, MAX_SIGNAL, &signal_n);
+        else if (!strcmp(k, "complete_signal") || !strcmp(k, "stop_after_image")) {
+            if (strcmp(v, "0") && strcmp(v, "1")) st = mmp__error(MMP_ERR_INVALID_ARG, "option %s='%s': expected 0 or 1", k, v);
+            else if (k[0] == 'c') s->complete_signal = v[0] == '1';
+            else s->stop_after_image = v[0] == '1';
+        }
+        else if (!strcmp(k, "forced")) st = parse_ids(k, v, s->forced, MAX_FORCED, &s->n_forced);
         else
             st = mmp__error(MMP_ERR_INVALID_ARG, "unknown option '%s' (known: n, temp, top_k, top_p, min_p, repeat_penalty, "
-                            "repeat_last_n, seed, stop, ctx, kv=f32|f16, keep=1|0, template=auto|none|NAME)", k);
+                            "repeat_last_n, seed, stop, ctx, kv=f32|f16, keep=1|0, template=auto|none|NAME, signal=auto|none|IDS, "
+                            "signal_n, complete_signal, stop_after_image, forced=IDS)", k);
     }
     free(ostore);
     if (st == MMP_OK) st = mmp__llm_ref(p, p->model_path, &s->llm);
@@ -187,6 +245,35 @@ static void *gen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_t
         s->n_vocab = h->n_vocab;
         if (!s->tok && n_stop > 0)
             st = mmp__error(MMP_ERR_INVALID_ARG, "%s has no tokenizer: stop strings cannot be matched", p->model_path);
+    }
+    if (st == MMP_OK && signal_mode == 1) {
+        /* "[IMG0]".."[IMGk]" in the vocabulary, as mmp_a2a_load does */
+        if (!s->tok) st = mmp__error(MMP_ERR_NOT_FOUND, "signal=auto: %s has no tokenizer to look up [IMG0].. in: give signal=IDS", p->model_path);
+        int32_t want = signal_n > 0 ? (int32_t)signal_n : MAX_SIGNAL;
+        for (int32_t k = 0; st == MMP_OK && k < want; k++) {
+            char name[32];
+            int len = snprintf(name, sizeof name, "[IMG%d]", (int)k);
+            mmp_token id = mmp_tokenizer_find(s->tok, name, (size_t)len);
+            if (id == MMP_TOKEN_NULL || id < 0 || id >= s->n_vocab) {
+                if (signal_n > 0 || k == 0)
+                    st = mmp__error(MMP_ERR_NOT_FOUND, "signal=auto: no signal token '%s' in the vocabulary of %s", name, p->model_path);
+                break;
+            }
+            s->signal[s->n_signal++] = id;
+        }
+    }
+    if (st == MMP_OK) {
+        for (int32_t k = 0; k < s->n_signal && st == MMP_OK; k++) {
+            if (s->signal[k] >= s->n_vocab)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "signal token %d is id %d, outside the vocabulary (%d)", (int)k, (int)s->signal[k], (int)s->n_vocab);
+            for (int32_t j = 0; j < k && st == MMP_OK; j++)
+                if (s->signal[j] == s->signal[k])
+                    st = mmp__error(MMP_ERR_INVALID_ARG, "signal tokens %d and %d are both id %d", (int)j, (int)k, (int)s->signal[k]);
+        }
+        for (int32_t k = 0; k < s->n_forced && st == MMP_OK; k++)
+            if (s->forced[k] >= s->n_vocab)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "forced token %d is id %d, outside the vocabulary (%d)", (int)k, (int)s->forced[k], (int)s->n_vocab);
+        if (st == MMP_OK && (s->n_signal > 0) && !(s->hid = mmp__malloc((size_t)s->n_embd * sizeof *s->hid))) st = MMP_ERR_NOMEM;
     }
     /* the template's end-of-turn text is a stop string (for vocabularies where it is not a
      * single end-of-generation id); a model template mmpipe does not know adds none */
@@ -225,6 +312,8 @@ static void *gen_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_t
     for (int i = 0; i < n_stop; i++) free(stops[i]);
     if (st != MMP_OK) { gen_destroy(s); return NULL; }
     in[0].dims[1] = s->n_embd;   /* embeddings [*, n_embd] */
+    out[2].dims[0] = s->n_signal > 0 ? s->n_signal : MMP_DIM_ANY;
+    out[2].dims[1] = s->n_embd;
     return s;
 }
 
@@ -314,18 +403,41 @@ static enum mmp_status gen_run(void *state, const mmp_stage_params *p, const mmp
 
     tbuf ans = { 0 };
     int32_t *gen = mmp__malloc(((size_t)s->n_max + 1) * sizeof *gen);
-    if (!gen) return MMP_ERR_NOMEM;
+    /* any-to-any: tokens decided in advance (forced=, then the rest of a started group) and the
+     * hidden states of the signal tokens fed so far */
+    int32_t queue[MAX_FORCED + MAX_SIGNAL];
+    int32_t q_head = 0, q_len = s->n_forced;
+    memcpy(queue, s->forced, (size_t)s->n_forced * sizeof *queue);
+    float *sig = s->n_signal > 0 ? mmp__calloc((size_t)s->n_signal * (size_t)s->n_embd, sizeof *sig) : NULL;
+    bool seen[MAX_SIGNAL] = { 0 };
+    int32_t n_seen = 0;
+    if (!gen || (s->n_signal > 0 && !sig)) { free(gen); free(sig); return MMP_ERR_NOMEM; }
     int64_t n_gen = 0;
     bool oom = false, go = s->n_max > 0;
     char piece[512];
     while (go) {
         if (p->abort_cb && p->abort_cb(p->cb_user)) { st = mmp__error(MMP_ERR_ABORTED, KIND ": aborted after %lld tokens", (long long)n_gen); break; }
-        int32_t id = mmp_sampler_sample(s->smp, s->logits);
-        if (id < 0) { st = (enum mmp_status)id; mmp__error_prefix(KIND ": sampling: "); break; }
+        int32_t id;
+        if (q_head < q_len) id = queue[q_head++];
+        else if ((id = mmp_sampler_sample(s->smp, s->logits)) < 0) { st = (enum mmp_status)id; mmp__error_prefix(KIND ": sampling: "); break; }
         mmp_sampler_accept(s->smp, id);
+        int si = signal_index(s, id);
+        if (si == 0 && s->complete_signal && n_seen == 0) {
+            /* GILL / NExT-GPT: [IMG0] is followed by the rest of the group, forced, ahead of
+             * whatever else was queued (unless the queue already goes on with it) */
+            bool queued = q_len - q_head >= s->n_signal - 1;
+            for (int32_t k = 1; queued && k < s->n_signal; k++) queued = queue[q_head + k - 1] == s->signal[k];
+            if (!queued) {
+                int32_t nq = q_len - q_head, add = s->n_signal - 1;
+                memmove(queue + add, queue + q_head, (size_t)nq * sizeof *queue);
+                for (int32_t k = 0; k < add; k++) queue[k] = s->signal[k + 1];
+                q_head = 0;
+                q_len = nq + add;
+            }
+        }
         bool eog = s->tok && mmp_tokenizer_is_eog(s->tok, id);
         int64_t pn = 0;
-        if (s->tok && !eog) {
+        if (s->tok && !eog && si < 0) {
             pn = mmp_tokenizer_token_to_piece(s->tok, id, false, piece, sizeof piece);
             if (pn < 0) { st = (enum mmp_status)pn; mmp__error_prefix(KIND ": token %d: ", id); break; }
             if ((size_t)pn > sizeof piece) pn = (int64_t)sizeof piece;   /* longer pieces are cut */
@@ -352,7 +464,25 @@ static enum mmp_status gen_run(void *state, const mmp_stage_params *p, const mmp
         }
         if (p->progress) p->progress("tokens", n_gen, s->n_max, p->cb_user);
         if (oom) { st = mmp__error(MMP_ERR_NOMEM, KIND ": out of memory for the answer"); break; }
+        bool fed = false;
+        if (si >= 0 && !seen[si] && mmp_llm_ctx_n_past(s->ctx) < n_ctx) {
+            /* feed the signal token now (even if the answer ends here): its hidden state */
+            mmp_llm_batch bs = { .n = 1, .tokens = &id, .logits = s->logits, .hidden = s->hid };
+            if ((st = mmp_llm_decode(s->ctx, &bs)) != MMP_OK) { mmp__error_prefix(KIND ": token %lld: ", (long long)n_gen); break; }
+            memcpy(sig + (size_t)si * (size_t)s->n_embd, s->hid, (size_t)s->n_embd * sizeof *sig);
+            seen[si] = true;
+            if (++n_seen == s->n_signal && s->stop_after_image) go = false;
+            fed = true;
+        }
+        if (fed) {
+            if (mode == 2) {
+                if (mmp_llm_embed_tokens(s->m, &id, 1, s->row) == MMP_OK) s->hist[s->n_hist++] = row_hash(s->row, row_bytes, mode);
+                else { mmp_clear_error(); s->hist_mode = 0; }
+            } else s->hist[s->n_hist++] = row_hash(&id, sizeof id, mode);
+            prev = id;
+        }
         if (why != MMP_STOP_NONE || !go) break;
+        if (fed) continue;
         if (mmp_llm_ctx_n_past(s->ctx) >= n_ctx) {
             /* the context is full: the answer ends here, with the held-back text */
             if (s->tok) {
@@ -380,15 +510,22 @@ static enum mmp_status gen_run(void *state, const mmp_stage_params *p, const mmp
         s->hist_mode = 0;
         free(ans.p);
         free(gen);
+        free(sig);
         return st;
     }
     mmp_array *t = mmp__rows_array(MMP_TYPE_U8, 1, (int64_t)ans.n, 1, ans.p);
     mmp_array *g = t ? mmp__rows_array(MMP_TYPE_I32, 1, n_gen, 1, gen) : NULL;
+    /* a complete signal group: its hidden states; otherwise absent */
+    mmp_array *sh = NULL;
+    if (g && s->n_signal > 0 && n_seen == s->n_signal)
+        sh = mmp__rows_array(MMP_TYPE_F32, 2, s->n_signal, s->n_embd, sig);
     free(ans.p);
     free(gen);
-    if (!g) { mmp_array_free(t); return MMP_ERR_NOMEM; }
+    free(sig);
+    if (!g || (s->n_signal > 0 && n_seen == s->n_signal && !sh)) { mmp_array_free(t); mmp_array_free(g); return MMP_ERR_NOMEM; }
     outputs[0] = t;
     outputs[1] = g;
+    outputs[2] = sh;
     return MMP_OK;
 }
 
@@ -396,9 +533,10 @@ const mmp_stage_kind mmp__stage_backbone_generate = {
     .name = KIND,
     .summary = "autoregressive generation: prompt rows -> generated text and ids (options n=256, temp, top_k, top_p, min_p, "
                "repeat_penalty, repeat_last_n, seed, stop=TEXT (repeatable), ctx=N, kv=f32|f16, keep=1|0, "
-               "template=auto|none|NAME; '\\,' is a comma in a value)",
+               "template=auto|none|NAME, signal=auto|none|IDS, signal_n=N, complete_signal=1|0, stop_after_image=0|1, forced=IDS; "
+               "'\\,' is a comma in a value)",
     .n_inputs = 2,
-    .n_outputs = 2,
+    .n_outputs = 3,
     .inputs = {
         { "embeddings", { MMP_ROLE_EMBEDDINGS, MMP_TYPE_F32, 2, { MMP_DIM_ANY, MMP_DIM_ANY } }, true,
           "prompt rows [n, n_embd] (or give tokens; used when both are given)" },
@@ -410,6 +548,9 @@ const mmp_stage_kind mmp__stage_backbone_generate = {
           "the generated text, stop strings removed (0 bytes: an empty answer)" },
         { "tokens", { MMP_ROLE_TOKENS, MMP_TYPE_I32, 1, { MMP_DIM_ANY } }, false,
           "the generated ids [m], end-of-generation excluded (m may be 0)" },
+        { "signal_hidden", { MMP_ROLE_HIDDEN, MMP_TYPE_F32, 2, { MMP_DIM_ANY, MMP_DIM_ANY } }, true,
+          "hidden states after the final norm at the signal tokens [n_signal, n_embd] (with signal=...; absent when "
+          "the answer holds no complete group)" },
     },
     .create = gen_create,
     .run = gen_run,

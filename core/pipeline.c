@@ -667,8 +667,8 @@ static void print_graph(const mmp_pipeline_desc *d, const rgraph *g, mmp_stage *
         fprintf(f, "\nparameters:\n");
         for (int i = 0; i < d->n_params; i++) {
             const p_param *p = &d->params[i];
-            if (p->val) fprintf(f, "  %-12s = %s\n", p->name, p->val);
-            else if (p->def) fprintf(f, "  %-12s = %s (default)\n", p->name, p->def);
+            if (p->val) fprintf(f, "  %-12s = %s\n", p->name, *p->val ? p->val : "\"\"");
+            else if (p->def) fprintf(f, "  %-12s = %s (default)\n", p->name, *p->def ? p->def : "\"\"");
             else fprintf(f, "  %-12s (required: --set %s=...)\n", p->name, p->name);
         }
     }
@@ -1024,17 +1024,19 @@ enum mmp_status mmp_pipeline_run(mmp_pipeline *p, const mmp_array *const *inputs
         }
         const mmp_array *in[MAXP] = { 0 };
         mmp_array *views[MAXP] = { 0 }, *outs[MAXP] = { 0 };
+        bool skip = false;   /* a required input is absent: an upstream branch did not happen */
         for (int e = 0; e < ne; e++) {
             if (g->to_s[e] != si) continue;
             const p_edge *ed = &d->edges[e];
             const mmp_array *a = ed->input >= 0 ? inputs[ed->input] : vals[g->from_s[e] * MAXP + g->from_p[e]];
+            if (!a && ed->input < 0 && !mmp_stage_input(p->stages[si], g->to_p[e])->optional) skip = true;
             if (a && ed->input < 0 && ed->from.slice) {
                 if (!(views[g->to_p[e]] = slice_view(d, &ed->from, ed->line, a))) { st = MMP_ERR_SHAPE; break; }
                 a = views[g->to_p[e]];
             }
             in[g->to_p[e]] = a;
         }
-        if (st == MMP_OK) {
+        if (st == MMP_OK && !skip) {
             st = mmp_stage_run(p->stages[si], in, outs);
             if (st != MMP_OK) mmp__error_prefix("%sstage '%s': ", where(d, s->line, w, sizeof w), s->name);
         }
@@ -1055,6 +1057,11 @@ enum mmp_status mmp_pipeline_run(mmp_pipeline *p, const mmp_array *const *inputs
         const p_output *op = &d->outputs[o];
         int slot = g->out_s[o] * MAXP + g->out_p[o];
         mmp_array *a = vals[slot];
+        if (!a) {
+            /* absent: the stage left it out, or was skipped (its branch did not happen) */
+            if (--uses[slot] == 0) vals[slot] = NULL;
+            continue;
+        }
         if (op->from.slice) {
             mmp_array *v = slice_view(d, &op->from, op->line, a);
             if (!v) { st = MMP_ERR_SHAPE; goto out; }

@@ -303,9 +303,11 @@ enum mmp_status mmp_stage_run(mmp_stage *s, const mmp_array *const *inputs, mmp_
         for (int i = 0; i < s->kind->n_outputs; i++) { mmp_array_free(outputs[i]); outputs[i] = NULL; }
         return st;
     }
-    for (int i = 0; i < s->kind->n_outputs; i++) {
-        if (!outputs[i]) return mmp__error(MMP_ERR_INTERNAL, "stage '%s' produced no '%s'", s->kind->name, s->outputs[i].name);
-    }
+    for (int i = 0; i < s->kind->n_outputs; i++)
+        if (!outputs[i] && !s->outputs[i].optional) {
+            for (int k = 0; k < s->kind->n_outputs; k++) { mmp_array_free(outputs[k]); outputs[k] = NULL; }
+            return mmp__error(MMP_ERR_INTERNAL, "stage '%s' produced no '%s'", s->kind->name, s->outputs[i].name);
+        }
     return MMP_OK;
 }
 

@@ -85,6 +85,7 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, bool loop, 
     for (int i = 0; i < n && st == MMP_OK; i++) {
         const char *k = items[i].key, *v = items[i].val;
         long long x = 0;
+        if (!*v || !strcmp(v, "auto")) continue;   /* the default (a pipeline parameter left "") */
         if (strcmp(k, loop ? "sampler" : "kind") == 0) {
             o->kind = mmp_sched_kind_from_name(v);
             if (o->kind == MMP_SCHED_COUNT)

@@ -425,6 +425,11 @@ static int cmd_run(const pl_opts *o) {
     for (int i = 0; i < no; i++) {
         const mmp_array *a = out[i];
         char t[128];
+        if (!a) {
+            /* a branch that did not happen (e.g. no image in an any-to-any answer) */
+            printf("%s: absent (its branch of the pipeline did not run)\n", mmp_pipeline_output_name(p, i));
+            continue;
+        }
         mmp_port_type ty = { .role = mmp_pipeline_output_type(p, i)->role, .type = a->type, .n_dims = a->n_dims };
         memcpy(ty.dims, a->dims, sizeof ty.dims);
         printf("%s: %s\n", mmp_pipeline_output_name(p, i), mmp_port_type_str(&ty, t, sizeof t));

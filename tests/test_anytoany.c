@@ -332,6 +332,101 @@ static void test_pipeline_any2any(void **state) {
     golden_close(&g);
 }
 
+/* The stock nextgpt-chat.pipe, which generates the answer inside the pipeline: the golden's
+ * prompt (its signal group cut off) as token ids, [IMG0] forced as the response prefix, the rest
+ * of the group completed by backbone.generate, the image branch fed by its signal_hidden. The
+ * golden LLM folder has no tokenizer, so the prompt.text stage is replaced by a tokens input
+ * (the rest of the file is used as shipped). A second run whose answer holds no signal token
+ * skips the image branch: those outputs are absent, the text ones are there. */
+static void test_chat_pipe_any2any(void **state) {
+    (void)state;
+    golden g;
+    golden_open(&g);
+    size_t len = 0;
+    const char *stock = mmp_pipeline_stock_text("nextgpt-chat", &len);
+    if (!stock) fail_msg("%s", mmp_last_error());
+    /* drop the prompt stage: its line, the text input and its edge; feed ids to gen.tokens */
+    char *text = malloc(len + 64);
+    assert_non_null(text);
+    text[0] = 0;
+    for (const char *l = stock; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l + 1) : strlen(l);
+        bool drop = !strncmp(l, "stage prompt ", 13) || !strncmp(l, "input text ", 11) || !strncmp(l, "prompt.embeddings ", 18);
+        if (!drop) strncat(text, l, n);
+        l += n;
+    }
+    strcat(text, "input tokens -> gen.tokens\n");
+    mmp_pipeline_desc *d = mmp_pipeline_desc_parse(text, "nextgpt-chat-ids.pipe");
+    free(text);
+    if (!d) fail_msg("%s", mmp_last_error());
+    char sig[64], first[16];
+    int o = 0;
+    for (int k = 0; k < g.n_sig; k++) o += snprintf(sig + o, sizeof sig - (size_t)o, "%s%d", k ? " " : "", (int)g.ids[g.sig_pos[k]]);
+    snprintf(first, sizeof first, "%d", (int)g.ids[g.sig_pos[0]]);
+    const char *set[][2] = { { "llm", mmpt_data(LLM) }, { "projector", mmpt_data(PROJ) }, { "unet", mmpt_data("gen/unet") },
+                             { "vae", mmpt_data("gen/vae") }, { "steps", "6" }, { "signal", sig }, { "forced", first },
+                             { "n", "4" }, { "template", "none" } };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        char v[1024];
+        snprintf(v, sizeof v, "%s", set[i][1]);
+        if (mmp_pipeline_desc_set_param(d, set[i][0], v) != MMP_OK) fail_msg("%s", mmp_last_error());
+    }
+    mmp_registry *reg = mmp_registry_new();
+    mmp_pipeline_params pp = mmp_pipeline_params_default();
+    pp.n_threads = 2;
+    mmp_pipeline *p = mmp_pipeline_new(d, reg, &pp);
+    if (!p) fail_msg("%s", mmp_last_error());
+    int n_prompt = g.sig_pos[0];   /* the ids before the signal group */
+    mmp_array *ids = mmp_array_new(MMP_TYPE_I32, 1, (int64_t[]){ n_prompt });
+    memcpy(ids->data, g.ids, (size_t)n_prompt * 4);
+    mmp_array *lat = arr_f32(3, (int64_t[]){ g.lat_c, g.lat_h, g.lat_w }, g.latents_init);
+    const mmp_array *in[2] = { 0 };
+    in[mmp_pipeline_find_input(p, "tokens")] = ids;
+    in[mmp_pipeline_find_input(p, "latents_init")] = lat;
+    int n_out = mmp_pipeline_n_outputs(p);
+    mmp_array *out[8] = { 0 };
+    if (mmp_pipeline_run(p, in, out) != MMP_OK) fail_msg("%s", mmp_last_error());
+    const mmp_array *tk = out[mmp_pipeline_find_output(p, "tokens")];
+    assert_int_equal(tk->dims[0], g.n_sig);   /* [IMG0] forced, [IMG1].. completed */
+    for (int k = 0; k < g.n_sig; k++) assert_int_equal(((int32_t *)tk->data)[k], g.ids[g.sig_pos[k]]);
+    const mmp_array *sh = out[mmp_pipeline_find_output(p, "signal_hidden")], *co = out[mmp_pipeline_find_output(p, "conditioning")];
+    const mmp_array *lf = out[mmp_pipeline_find_output(p, "latents")], *im = out[mmp_pipeline_find_output(p, "image")];
+    assert_non_null(sh); assert_non_null(co); assert_non_null(lf); assert_non_null(im);
+    double e_h = mmpt_rel_l2(sh->data, g.signal_hidden, (size_t)mmp_array_nelements(sh));
+    double e_c = mmpt_rel_l2(co->data, g.conditioning, (size_t)mmp_array_nelements(co));
+    double e_l = mmpt_rel_l2(lf->data, g.latents_final, (size_t)mmp_array_nelements(lf));
+    assert_int_equal(mmp_array_nelements(im), 3 * g.img_h * g.img_w);
+    double e_i = mae(im->data, g.image, (size_t)mmp_array_nelements(im));
+    printf("# nextgpt-chat.pipe (generated group): signal_hidden %.3g, conditioning %.3g, latents %.3g; image MAE %.3g (x255 = %.4f)\n",
+           e_h, e_c, e_l, e_i, e_i * 255);
+    assert_true(e_h <= 1e-4 && e_c <= 1e-4 && e_l <= 1e-3 && e_i <= 1.0 / 255);
+    for (int i = 0; i < n_out; i++) { mmp_array_free(out[i]); out[i] = NULL; }
+    mmp_pipeline_free(p);
+
+    /* no signal token in the answer: forced ids that are not signals, two tokens */
+    assert_int_equal(mmp_pipeline_desc_set_param(d, "forced", "5 6"), MMP_OK);
+    assert_int_equal(mmp_pipeline_desc_set_param(d, "n", "2"), MMP_OK);
+    p = mmp_pipeline_new(d, reg, &pp);
+    if (!p) fail_msg("%s", mmp_last_error());
+    if (mmp_pipeline_run(p, in, out) != MMP_OK) fail_msg("%s", mmp_last_error());
+    assert_non_null(out[mmp_pipeline_find_output(p, "text")]);
+    tk = out[mmp_pipeline_find_output(p, "tokens")];
+    assert_non_null(tk);
+    assert_int_equal(tk->dims[0], 2);
+    assert_null(out[mmp_pipeline_find_output(p, "signal_hidden")]);
+    assert_null(out[mmp_pipeline_find_output(p, "conditioning")]);
+    assert_null(out[mmp_pipeline_find_output(p, "latents")]);
+    assert_null(out[mmp_pipeline_find_output(p, "image")]);
+    for (int i = 0; i < n_out; i++) mmp_array_free(out[i]);
+    mmp_pipeline_free(p);
+    mmp_array_free(ids);
+    mmp_array_free(lat);
+    mmp_pipeline_desc_free(d);
+    mmp_registry_free(reg);
+    golden_close(&g);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     golden g;
@@ -514,6 +609,7 @@ int main(void) {
         cmocka_unit_test(test_golden_turn),
         cmocka_unit_test(test_generated_signal),
         cmocka_unit_test(test_pipeline_any2any),
+        cmocka_unit_test(test_chat_pipe_any2any),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_shared_sessions),
     };

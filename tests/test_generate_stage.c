@@ -105,7 +105,7 @@ static mmp_pipeline *chat_pipe(mmp_registry *reg, const char *const *set, rec *r
 static char *chat_run(mmp_pipeline *p, const char *text, mmp_array **ids) {
     mmp_array *in = text_array(text);
     const mmp_array *ins[3] = { in, NULL, NULL };   /* text, media, media_rows */
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     if (mmp_pipeline_run(p, ins, out) != MMP_OK) fail_msg("chat.pipe run: %s", mmp_last_error());
     mmp_array_free(in);
     char *s = array_text(out[mmp_pipeline_find_output(p, "text")]);
@@ -150,7 +150,7 @@ static mmp_stage *gen_stage(const char *options, rec *r) {
 static char *gen_ids(mmp_stage *s, const int32_t *ids, int64_t n, mmp_array **gen_ids_out) {
     mmp_array *t = ids_array(ids, n);
     const mmp_array *in[3] = { NULL, t };
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     if (mmp_stage_run(s, in, out) != MMP_OK) fail_msg("generate: %s", mmp_last_error());
     mmp_array_free(t);
     char *txt = array_text(out[0]);
@@ -329,7 +329,7 @@ static void test_streaming_stop_abort(void **state) {
     mmp_pipeline *pa = chat_pipe(reg, set, &ra);
     mmp_array *in = text_array("Once upon a time");
     const mmp_array *ins[3] = { in, NULL, NULL };   /* text, media, media_rows */
-    mmp_array *out[2] = { (mmp_array *)1, (mmp_array *)1 };
+    mmp_array *out[3] = { (mmp_array *)1, (mmp_array *)1, NULL };
     assert_int_equal(mmp_pipeline_run(pa, ins, out), MMP_ERR_ABORTED);
     assert_null(out[0]);
     assert_null(out[1]);
@@ -378,7 +378,7 @@ static void test_stop_strings(void **state) {
     assert_non_null(s);
     mmp_array *t = ids_array(&bos, 1);
     const mmp_array *in[3] = { NULL, t };
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     assert_int_equal(mmp_stage_run(s, in, out), MMP_OK);
     assert_int_equal(out[0]->dims[0], 0);
     assert_int_equal(mmp_array_nelements(out[0]), 0);
@@ -415,7 +415,7 @@ static mmp_stage *prompt_stage(const char *options) {
 static enum mmp_status prompt_run(mmp_stage *s, const char *text, const mmp_array *media, mmp_array **emb, mmp_array **ids) {
     mmp_array *t = text_array(text);
     const mmp_array *in[3] = { t, media };
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     enum mmp_status st = mmp_stage_run(s, in, out);
     mmp_array_free(t);
     *emb = out[0];
@@ -510,7 +510,7 @@ static void test_prompt_text(void **state) {
         ((int32_t *)rows->data)[1] = 4;
         mmp_array *tt = text_array("x<audio>y<image>z");
         const mmp_array *in3[3] = { tt, media, rows };
-        mmp_array *o3[2] = { 0 };
+        mmp_array *o3[3] = { 0 };
         assert_int_equal(mmp_stage_run(s, in3, o3), MMP_OK);
         const int32_t *iv3 = o3[1]->data;
         int64_t first = -1, run1 = 0, gap = 0, run2 = 0;
@@ -561,7 +561,7 @@ static void test_errors(void **state) {
     mmp_stage *s = gen_stage("n=4", NULL);
     assert_non_null(s);
     const mmp_array *in[3] = { NULL, NULL };
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     assert_int_equal(mmp_stage_run(s, in, out), MMP_ERR_INVALID_ARG);
     mmpt_expect_error_mentions((const char *const[]){ "embeddings", "tokens", "neither", NULL });
     int32_t bad = 999999;
@@ -683,7 +683,7 @@ static void test_llava_greedy(void **state) {
     const mmp_array *in[3] = { 0 };
     in[mmp_pipeline_find_input(p, "pixels")] = pix;
     in[mmp_pipeline_find_input(p, "tokens")] = ids;
-    mmp_array *out[2] = { 0 };
+    mmp_array *out[3] = { 0 };
     if (mmp_pipeline_run(p, in, out) != MMP_OK) fail_msg("%s", mmp_last_error());
     mmp_array *got = out[mmp_pipeline_find_output(p, "ids")];
     assert_int_equal(got->dims[0], want->dims[0]);

@@ -164,7 +164,11 @@ MMP_API enum mmp_status mmp_pipeline_print(const mmp_pipeline *p, FILE *f);
 /* Run every stage once in topological order. inputs[i] is the array for input i (NULL only
  * for an optional input); outputs[i] receive new arrays owned by the caller. Arrays passed
  * between stages are freed as soon as their last consumer has run. On failure every output
- * is NULL and the message names the stage. */
+ * is NULL and the message names the stage.
+ * Branches: a stage may leave an optional output absent (backbone.generate's signal_hidden when
+ * the model made no image); a stage whose required input is absent is skipped, and its outputs
+ * are absent too. Absent pipeline outputs are NULL with MMP_OK (an any-to-any turn that
+ * answered with text only has no `image`). */
 MMP_API enum mmp_status mmp_pipeline_run(mmp_pipeline *p, const mmp_array *const *inputs, mmp_array **outputs);
 
 /* ---- inputs from the outside world, outputs back ----

@@ -56,7 +56,8 @@ typedef struct mmp_port_type {
 typedef struct mmp_port {
     const char *name;     /* "pixels", "embeddings", ... unique among a stage's inputs/outputs */
     mmp_port_type type;
-    bool optional;        /* an input that may be left unconnected */
+    bool optional;        /* input: may be left unconnected; output: may be absent after a run
+                           * (the kind leaves it NULL, e.g. no image in an any-to-any turn) */
     const char *doc;      /* one line for `mmpipe stage --list` */
 } mmp_port;
 
@@ -135,7 +136,7 @@ typedef struct mmp_stage_kind {
      * n_outputs, pre-filled with the declared types). */
     void *(*create)(const mmp_stage_params *p, mmp_port_type *in_types, mmp_port_type *out_types);
     /* Compute outputs from inputs. inputs[i] may be NULL for an optional port. outputs[i]
-     * are set to new arrays owned by the caller. */
+     * are set to new arrays owned by the caller; an optional output may be left NULL (absent). */
     enum mmp_status (*run)(void *state, const mmp_stage_params *p,
                            const mmp_array *const *inputs, mmp_array **outputs);
     void (*destroy)(void *state);

@@ -12,6 +12,7 @@
 #include "mmpipe/modelfile.h"
 #include "mmpipe/vision.h"
 #include "core/util.h"
+#include "encoders/audio-impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -585,8 +586,7 @@ static enum mmp_status load_audio(mmp_mm *mm, const char *src, const mmp_modelfi
      * Whisper-family encoder; one with fewer positions gets windows of 2 * n_positions frames */
     if (wh->n_positions <= 0)
         return mmp__error(MMP_ERR_FORMAT, "%s: the audio encoder has %d positions", src, wh->n_positions);
-    int64_t max_win = (int64_t)2 * wh->n_positions * mp.hop;
-    if (max_win < mp.n_samples) mp.n_samples = (int)max_win;
+    mp.n_samples = (int)mmp__audio_window_samples(wh->n_positions, mp.hop, mp.n_samples);
     mm->win_samples = mp.n_samples;
     if (!(mm->mel = mmp_mel_new(mp))) { mmp__error_prefix("%s: log-mel front end: ", src); return MMP_ERR_INVALID_ARG; }
     return MMP_OK;
@@ -686,19 +686,20 @@ static enum mmp_status encode_mel(mmp_mm *mm, const float *mel, int64_t n_frames
     if (n_frames <= 0 || n_valid < 0 || n_valid > n_frames)
         return mmp__error(MMP_ERR_INVALID_ARG, "encode audio: %lld valid frames of %lld", (long long)n_valid, (long long)n_frames);
     const mmp_whisper_hparams *wh = mmp_whisper_get_hparams(mm->whisper);
+    /* the window as the stages encode it (encoders/audio-impl.h): Qwen2-Audio masks its
+     * padding, plain Whisper towers (Ultravox, Voxtral) attend to it; the rows past the audio
+     * are dropped */
     int64_t n_out = mmp_whisper_n_out(mm->whisper, n_frames);
-    /* Qwen2-Audio masks its padding; plain Whisper towers (Ultravox, Voxtral) attend to it and
-     * the rows past the audio are dropped afterwards */
-    int64_t keep = n_valid > 0 ? mmp_whisper_n_valid_out(mm->whisper, n_valid) : n_out;
-    if (n_out <= 0 || keep <= 0 || keep > n_out)
+    int64_t keep = mmp__whisper_window_keep(mm->whisper, n_frames, n_valid);
+    if (keep <= 0)
         return mmp__error(MMP_ERR_INVALID_ARG, "encode audio: %lld mel frames give no encoder rows", (long long)n_frames);
     float *hidden = mmp__malloc((size_t)n_out * (size_t)wh->d_model * sizeof *hidden);
     int64_t n_tok64 = mmp_audio_proj_n_out(mm->aproj, keep);
     float *y = n_tok64 > 0 ? mmp__malloc((size_t)n_tok64 * (size_t)mm->n_embd * sizeof *y) : NULL;
     enum mmp_status st = (!hidden || !y) ? MMP_ERR_NOMEM : MMP_OK;
     double t0 = now_ms();
-    if (!st && (st = mmp_whisper_encode(mm->whisper, mel, n_frames, wh->avg_pool ? n_valid : 0, hidden, mm->params.n_threads,
-                                        mm->params.abort_cb, mm->params.abort_user)))
+    if (!st && (st = mmp__whisper_encode_window(mm->whisper, mel, n_frames, n_valid, hidden, mm->params.n_threads,
+                                                mm->params.abort_cb, mm->params.abort_user)))
         mmp__error_prefix("encode audio: ");
     double t1 = now_ms();
     if (!st && (st = mmp_audio_proj_run(mm->aproj, hidden, keep, y, mm->params.n_threads))) mmp__error_prefix("audio projector: ");
@@ -723,9 +724,7 @@ enum mmp_status mmp_mm_encode_audio(mmp_mm *mm, const float *samples, int64_t n,
     if (!mm || (!samples && n) || !out || !n_tok) return mmp__error(MMP_ERR_INVALID_ARG, "encode audio: NULL argument");
     if (!mm->whisper) return mmp__error(MMP_ERR_UNSUPPORTED, "encode audio: this model has no audio encoder");
     if (n <= 0) return mmp__error(MMP_ERR_INVALID_ARG, "encode audio: no samples");
-    const mmp_mel_params mp = mmp_mel_params_default();  /* hop 160 */
-    const int64_t win = mm->win_samples, hop = mp.hop;
-    const int64_t n_frames = mmp_mel_n_frames(mm->mel, win);
+    const int64_t n_frames = mmp_mel_n_frames(mm->mel, mm->win_samples), n_win = mmp__mel_n_windows(mm->mel, n);
     const int n_mels = mmp_whisper_get_hparams(mm->whisper)->n_mels;
     float *mel = mmp__malloc((size_t)n_mels * (size_t)n_frames * sizeof *mel);
     if (!mel) return MMP_ERR_NOMEM;
@@ -733,13 +732,12 @@ enum mmp_status mmp_mm_encode_audio(mmp_mm *mm, const float *samples, int64_t n,
     int64_t n_all = 0;
     enum mmp_status st = MMP_OK;
     mmp_mm_timings t = { 0, 0, 0, 0 };
-    for (int64_t s0 = 0; s0 < n && !st; s0 += win) {
-        int64_t len = MMP_MIN(win, n - s0);
+    for (int64_t i = 0; i < n_win && !st; i++) {
+        /* window i padded to win_samples; ceil(len / hop) frames hold audio */
+        int64_t valid = 0;
         double t0 = now_ms();
-        if ((st = mmp_mel_compute(mm->mel, samples + s0, len, mel))) { mmp__error_prefix("log-mel: "); break; }
+        if ((st = mmp__mel_window(mm->mel, samples, n, i, mel, &valid))) { mmp__error_prefix("log-mel: "); break; }
         t.mel_ms += now_ms() - t0;
-        /* WhisperFeatureExtractor's attention mask [::hop]: ceil(len / hop) frames hold audio */
-        int64_t valid = MMP_MIN((len + hop - 1) / hop, n_frames);
         float *e = NULL;
         int32_t ne = 0;
         mm->t = t;

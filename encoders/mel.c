@@ -17,6 +17,7 @@
  * Filters: Slaney mel scale and Slaney area normalisation, linspace'd exactly as numpy. */
 #include "mmpipe/audio.h"
 #include "../core/util.h"
+#include "audio-impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -294,19 +295,53 @@ enum mmp_status mmp_mel_compute(mmp_mel *m, const float *samples, int64_t n, flo
     return MMP_OK;
 }
 
+/* ---- mtmd's windows (encoders/audio-impl.h) ---- */
+
+int mmp__mel_hop(const mmp_mel *m) { return m ? m->p.hop : 0; }
+
+int64_t mmp__mel_n_windows(const mmp_mel *m, int64_t n) {
+    if (!m || n < 1) return 0;
+    if (m->p.n_samples <= 0) return 1;
+    return (n + m->p.n_samples - 1) / m->p.n_samples;
+}
+
+enum mmp_status mmp__mel_window(mmp_mel *m, const float *samples, int64_t n, int64_t i, float *out, int64_t *valid) {
+    if (!m || !valid || i < 0 || i >= mmp__mel_n_windows(m, n))
+        return mmp__error(MMP_ERR_INVALID_ARG, "log-mel: window %lld of %lld samples", (long long)i, (long long)n);
+    const int64_t win = m->p.n_samples > 0 ? m->p.n_samples : n, hop = m->p.hop;
+    const int64_t s0 = i * win, len = MMP_MIN(win, n - s0);
+    enum mmp_status st = mmp_mel_compute(m, samples + s0, len, out);
+    if (st != MMP_OK) return st;
+    /* WhisperFeatureExtractor's attention mask [::hop]: ceil(len / hop) frames hold audio */
+    *valid = MMP_MIN((len + hop - 1) / hop, mmp_mel_n_frames(m, len));
+    return MMP_OK;
+}
+
 /* ---- the `frontend.mel` stage kind ----
- * audio [n] f32 (16 kHz mono) -> mel [n_mels, n_frames]. No model is needed; when one is given
- * (-m, a Whisper / Qwen2-Audio folder) its num_mel_bins is used. Options: n_mels=80|128,
- * pad=30s (default: WhisperFeatureExtractor's 3000 frames) or pad=none (n / 160 frames). */
+ * audio [n] f32 (16 kHz mono) -> mel [n_mels, n_frames] + valid [k] (frames holding audio in
+ * each window). No model is needed; when one is given (-m, a Whisper / Qwen2-Audio / Ultravox /
+ * Voxtral folder or an audio mmproj GGUF) its n_mels is used (the encoder's conv1, else
+ * config num_mel_bins) and window=auto takes its window. Options:
+ *   n_mels=N
+ *   pad=30s (default): one window of WhisperFeatureExtractor's 3000 frames, longer audio cut
+ *   pad=none: one window of n / 160 frames, no padding
+ *   window=auto|30s|N: as many windows of N frames (30s = 3000; auto = the model's encoder:
+ *     30 s, or 2 x n_positions frames when it has fewer positions, else 30 s) as the audio
+ *     needs, each padded: mel [n_mels, k * N] (the windows one after the other in time) and
+ *     valid [k]. With encoder.whisper's valid input and the projector's rows input this is
+ *     exactly mmp_mm_encode_audio (`mmpipe caption --audio`). */
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
 #include "mmpipe/store.h"
 
+#include <errno.h>
+
 /* With a store, the model file read for its config stays referenced while the stage lives, so
  * that the encoder stages after it find it mapped already (one open for the folder). */
 typedef struct mel_stage {
     mmp_mel *m;
+    bool windows;        /* window=: as many windows as the audio needs; else one (pad=) */
     mmp_store *store;
     const mmp_modelfile *mf;
 } mel_stage;
@@ -324,6 +359,7 @@ static void *mel_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mmp
     mmp_mel_params p = mmp_mel_params_default();
     mel_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
+    int n_positions = 0;   /* the model's encoder positions (0: no model / no encoder found) */
     if (sp && sp->model_path) {
         mmp_modelfile *own = NULL;
         const mmp_modelfile *mf;
@@ -337,63 +373,122 @@ static void *mel_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mmp
             mel_stage_destroy(s);
             return NULL;
         }
-        const mmp_json *cfg = mmp_modelfile_config(mf);
-        int64_t nm = 0;
-        if (cfg && mmp_json_get_int_alt(cfg, &nm, "audio_config.num_mel_bins", "num_mel_bins", NULL) == MMP_OK) p.n_mels = (int)nm;
+        int nm = 0;
+        if (mmp__whisper_peek(mf, &nm, &n_positions) == MMP_OK) {
+            p.n_mels = nm;
+        } else {
+            n_positions = 0;
+            const mmp_json *cfg = mmp_modelfile_config(mf);
+            int64_t c = 0;
+            if (cfg && mmp_json_get_int_alt(cfg, &c, "audio_config.num_mel_bins", "num_mel_bins", NULL) == MMP_OK) p.n_mels = (int)c;
+        }
         mmp_clear_error();
         mmp_modelfile_free(own);
     }
-    const char *o = sp ? sp->options : NULL;
-    while (o && *o) {
-        const char *end = strchr(o, ',');
-        size_t len = end ? (size_t)(end - o) : strlen(o);
-        if (len > 7 && strncmp(o, "n_mels=", 7) == 0) p.n_mels = atoi(o + 7);
-        else if (len == 8 && strncmp(o, "pad=none", 8) == 0) p.n_samples = 0;
-        else if (len == 7 && strncmp(o, "pad=30s", 7) == 0) p.n_samples = 480000;
-        else if (len > 0) {
-            mel_stage_destroy(s);
-            return mmp__error_null(MMP_ERR_INVALID_ARG, "frontend.mel: unknown option '%.*s' (known: n_mels=N, pad=30s, pad=none)",
-                                   (int)len, o);
+    mmp__opt opt[8];
+    char *storage = NULL;
+    int n_opt = mmp__opts_parse("frontend.mel", sp ? sp->options : NULL, opt, 8, &storage);
+    bool bad = n_opt < 0;
+    for (int i = 0; i < n_opt && !bad; i++) {
+        const char *k = opt[i].key, *v = opt[i].val;
+        if (!strcmp(k, "n_mels")) {
+            char *e = NULL;
+            long nm = strtol(v, &e, 10);
+            if (!*v || *e || nm < 1 || nm > 512) bad = true;
+            else p.n_mels = (int)nm;
+        } else if (!strcmp(k, "pad") && (!strcmp(v, "none") || !strcmp(v, "30s"))) {
+            p.n_samples = !strcmp(v, "none") ? 0 : 480000;
+            s->windows = false;
+        } else if (!strcmp(k, "window")) {
+            s->windows = true;
+            if (!strcmp(v, "auto")) {
+                p.n_samples = n_positions > 0 ? (int)mmp__audio_window_samples(n_positions, p.hop, 480000) : 480000;
+            } else if (!strcmp(v, "30s")) {
+                p.n_samples = 480000;
+            } else {
+                char *e = NULL;
+                errno = 0;
+                long long f = strtoll(v, &e, 10);
+                if (errno || !*v || *e || f < 1 || f > (1 << 30) / p.hop) bad = true;
+                else p.n_samples = (int)(f * p.hop);
+            }
+        } else {
+            bad = true;
         }
-        o += len + (end ? 1 : 0);
+        if (bad)
+            mmp__error(MMP_ERR_INVALID_ARG, "frontend.mel: bad option '%s%s%s' (known: n_mels=N, pad=30s, pad=none, "
+                       "window=auto|30s|N frames)", k, *v ? "=" : "", v);
+    }
+    free(storage);
+    if (bad) {
+        mel_stage_destroy(s);
+        return NULL;
     }
     if (!(s->m = mmp_mel_new(p))) {
         mel_stage_destroy(s);
         return NULL;
     }
     out[0].dims[0] = p.n_mels;
-    if (p.n_samples > 0) out[0].dims[1] = p.n_samples / p.hop;
+    if (p.n_samples > 0 && !s->windows) out[0].dims[1] = p.n_samples / p.hop;
+    if (!s->windows) out[1].dims[0] = 1;
     return s;
 }
 
 static enum mmp_status mel_stage_run(void *state, const mmp_stage_params *sp, const mmp_array *const *inputs,
                                      mmp_array **outputs) {
-    (void)sp;
-    mmp_mel *m = ((mel_stage *)state)->m;
+    mel_stage *s = state;
+    mmp_mel *m = s->m;
     const mmp_array *a = inputs[0];
+    const float *x = a->data;
     int64_t n = a->dims[0];
-    int64_t nf = mmp_mel_n_frames(m, n);
-    if (nf < 1) return mmp__error(MMP_ERR_INVALID_ARG, "frontend.mel: %lld samples give no mel frame", (long long)n);
-    int64_t d[2] = {m->p.n_mels, nf};
-    mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d);
-    if (!o) return MMP_ERR_NOMEM;
-    enum mmp_status st = mmp_mel_compute(m, a->data, n, o->data);
+    if (n < 1) return mmp__error(MMP_ERR_INVALID_ARG, "frontend.mel: no samples (the audio is empty)");
+    /* one window (pad=): the samples past it are cut */
+    if (!s->windows && m->p.n_samples > 0) n = MMP_MIN(n, m->p.n_samples);
+    int64_t k = mmp__mel_n_windows(m, n);
+    int64_t W = mmp_mel_n_frames(m, n);   /* frames per window */
+    if (W < 1 || k < 1) return mmp__error(MMP_ERR_INVALID_ARG, "frontend.mel: %lld samples give no mel frame", (long long)n);
+    if (k > (int64_t)1 << 24 || W > INT32_MAX || W > (INT64_MAX / 4) / (k * m->p.n_mels))
+        return mmp__error(MMP_ERR_LIMIT, "frontend.mel: %lld samples give too many windows (%lld)", (long long)n, (long long)k);
+    int64_t d[2] = {m->p.n_mels, k * W}, dv[1] = {k};
+    mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d), *v = mmp_array_new(MMP_TYPE_I32, 1, dv);
+    float *buf = k > 1 ? mmp__malloc(sizeof(float) * (size_t)m->p.n_mels * (size_t)W) : NULL;
+    enum mmp_status st = (!o || !v || (k > 1 && !buf)) ? MMP_ERR_NOMEM : MMP_OK;
+    for (int64_t i = 0; i < k && st == MMP_OK; i++) {
+        if (sp && sp->abort_cb && sp->abort_cb(sp->cb_user)) {
+            st = mmp__error(MMP_ERR_ABORTED, "frontend.mel: aborted at window %lld of %lld", (long long)i, (long long)k);
+            break;
+        }
+        int64_t valid = 0;
+        float *dst = k > 1 ? buf : o->data;
+        if ((st = mmp__mel_window(m, x, n, i, dst, &valid)) != MMP_OK) break;
+        ((int32_t *)v->data)[i] = (int32_t)valid;
+        if (k > 1)   /* window i -> columns [i W, (i + 1) W) of every mel row */
+            for (int64_t r = 0; r < m->p.n_mels; r++)
+                memcpy((float *)o->data + (size_t)r * (size_t)(k * W) + (size_t)(i * W), buf + (size_t)r * (size_t)W,
+                       sizeof(float) * (size_t)W);
+    }
+    free(buf);
     if (st != MMP_OK) {
         mmp_array_free(o);
+        mmp_array_free(v);
         return st;
     }
     outputs[0] = o;
+    outputs[1] = v;
     return MMP_OK;
 }
 
 const mmp_stage_kind mmp__stage_frontend_mel = {
     .name = "frontend.mel",
-    .summary = "Whisper log-mel front end (WhisperFeatureExtractor): 16 kHz audio -> mel [n_mels, 3000]",
+    .summary = "Whisper log-mel front end (WhisperFeatureExtractor): 16 kHz audio -> mel [n_mels, 3000] (options n_mels=N, "
+               "pad=30s|none, window=auto|30s|N: mtmd's windows)",
     .n_inputs = 1,
-    .n_outputs = 1,
+    .n_outputs = 2,
     .inputs = {{"audio", {MMP_ROLE_AUDIO, MMP_TYPE_F32, 1, {MMP_DIM_ANY}}, false, "16 kHz mono samples [n]"}},
     .outputs = {{"mel", {MMP_ROLE_MEL, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false,
-                 "log-mel features [n_mels, n_frames]"}},
+                 "log-mel features [n_mels, k * frames per window] (k windows one after the other)"},
+                {"valid", {MMP_ROLE_COUNTS, MMP_TYPE_I32, 1, {MMP_DIM_ANY}}, false,
+                 "frames holding audio in each window [k] (the rest is padding); for encoder.whisper's valid"}},
     .create = mel_stage_create,
     .run = mel_stage_run,
     .destroy = mel_stage_destroy,

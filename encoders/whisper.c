@@ -19,6 +19,7 @@
 #include "mmpipe/gguf.h"
 #include "../core/util.h"
 #include "../core/weights.h"
+#include "audio-impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -412,6 +413,55 @@ int64_t mmp_whisper_n_valid_out(const mmp_whisper *w, int64_t n_valid_frames) {
     return w->hp.avg_pool ? (t - 2) / 2 + 1 : t;
 }
 
+/* ---- mtmd's window-by-window encoding (encoders/audio-impl.h) ---- */
+
+int64_t mmp__audio_window_samples(int n_positions, int hop, int64_t max_samples) {
+    if (n_positions < 1 || hop < 1) return 0;
+    int64_t win = (int64_t)2 * n_positions * hop;
+    return win < max_samples ? win : max_samples;
+}
+
+int64_t mmp__whisper_window_keep(const mmp_whisper *w, int64_t n_frames, int64_t n_valid) {
+    if (!w || n_frames < 1 || n_valid < 0 || n_valid > n_frames) return 0;
+    int64_t n_out = mmp_whisper_n_out(w, n_frames);
+    int64_t keep = n_valid > 0 ? mmp_whisper_n_valid_out(w, n_valid) : n_out;
+    return (n_out > 0 && keep > 0 && keep <= n_out) ? keep : 0;
+}
+
+enum mmp_status mmp__whisper_encode_window(mmp_whisper *w, const float *mel, int64_t n_frames, int64_t n_valid, float *hidden,
+                                           int n_threads, mmp_abort_fn abort_cb, void *abort_user) {
+    if (!w) return mmp__error(MMP_ERR_INVALID_ARG, "mmp_whisper_encode: NULL argument");
+    /* Qwen2-Audio masks its padding; plain Whisper towers (Ultravox, Voxtral) attend to it and
+     * the rows past the audio are dropped afterwards */
+    return mmp_whisper_encode(w, mel, n_frames, w->hp.avg_pool ? n_valid : 0, hidden, n_threads, abort_cb, abort_user);
+}
+
+enum mmp_status mmp__whisper_peek(const mmp_modelfile *mf, int *n_mels, int *n_positions) {
+    const mmp_tensor_info *conv = NULL, *pos = NULL;
+    char nm[256];
+    if (mmp_modelfile_gguf(mf)) {
+        conv = mmp_modelfile_find(mf, "a.conv1d.1.weight");
+        pos = mmp_modelfile_find(mf, "a.position_embd.weight");
+    } else {
+        static const char *const prefixes[] = {"model.encoder.", "audio_tower.", "encoder.", "", NULL};
+        for (int i = 0; prefixes[i] && !conv; i++) {
+            snprintf(nm, sizeof nm, "%sconv1.weight", prefixes[i]);
+            if (!has_tensor(mf, nm)) continue;
+            conv = mmp_modelfile_find(mf, nm);
+            snprintf(nm, sizeof nm, "%sembed_positions.weight", prefixes[i]);
+            pos = mmp_modelfile_find(mf, nm);
+        }
+    }
+    /* conv1 ne {3, n_mels, D}; positions ne {D, n_positions} */
+    if (!conv || !pos || conv->n_dims != 3 || pos->n_dims != 2 || conv->ne[1] < 1 || conv->ne[1] > 4096 || pos->ne[1] < 1 ||
+        pos->ne[1] > (1 << 24))
+        return mmp__error(MMP_ERR_NOT_FOUND, "%s: no Whisper encoder (conv1 and positional embedding tensors) found",
+                          mmp_modelfile_path(mf));
+    *n_mels = (int)conv->ne[1];
+    *n_positions = (int)pos->ne[1];
+    return MMP_OK;
+}
+
 enum mmp_status mmp_whisper_encode(mmp_whisper *w, const float *mel, int64_t n_frames, int64_t n_valid, float *out,
                                    int n_threads, mmp_abort_fn abort_cb, void *abort_user) {
     if (!w || !mel || !out) return mmp__error(MMP_ERR_INVALID_ARG, "mmp_whisper_encode: NULL argument");
@@ -498,9 +548,14 @@ done:
 }
 
 /* ---- the `encoder.whisper` stage kind ----
- * mel [n_mels, n_frames] -> hidden [n_out, d_model] (Qwen2-Audio towers include the avg-pool
- * and their final LN). Option valid=N: only the first N mel frames hold audio (masks the
- * padding as Qwen2-Audio does). */
+ * mel [n_mels, n_frames] -> hidden [n_out, d_model] + rows [k] (Qwen2-Audio towers include
+ * the avg-pool and their final LN).
+ * Without the valid input the mel is one window and every row is kept; option valid=N: only
+ * the first N frames hold audio (the keys past them are masked, whatever the tower).
+ * With valid [k] (frontend.mel's, window=...): the mel is k windows of n_frames / k frames,
+ * each encoded as mmp_mm_encode_audio does (encoders/audio-impl.h: the Qwen2-Audio tower masks
+ * the padding), and only the rows holding audio are kept: hidden [sum rows, d_model], rows [k]
+ * the rows of each window (for the projector's rows input). */
 #include "mmpipe/stage.h"
 #include "../core/stage-impl.h"
 
@@ -532,16 +587,20 @@ static void *whisper_stage_create(const mmp_stage_params *p, mmp_port_type *in, 
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "encoder.whisper: no model path (-m)");
     whisper_stage *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
-    const char *o = p->options;
-    while (o && *o) {
-        const char *end = strchr(o, ',');
-        size_t len = end ? (size_t)(end - o) : strlen(o);
-        if (len > 6 && strncmp(o, "valid=", 6) == 0) s->valid = strtoll(o + 6, NULL, 10);
-        else if (len > 0) {
-            free(s);
-            return mmp__error_null(MMP_ERR_INVALID_ARG, "encoder.whisper: unknown option '%.*s' (known: valid=N)", (int)len, o);
-        }
-        o += len + (end ? 1 : 0);
+    mmp__opt opt[4];
+    char *storage = NULL;
+    int n_opt = mmp__opts_parse("encoder.whisper", p->options, opt, 4, &storage);
+    bool bad = n_opt < 0;
+    for (int i = 0; i < n_opt && !bad; i++) {
+        char *e = NULL;
+        if (!strcmp(opt[i].key, "valid") && *opt[i].val && (s->valid = strtoll(opt[i].val, &e, 10)) >= 0 && !*e) continue;
+        bad = true;
+        mmp__error(MMP_ERR_INVALID_ARG, "encoder.whisper: bad option '%s=%s' (known: valid=N frames)", opt[i].key, opt[i].val);
+    }
+    free(storage);
+    if (bad) {
+        free(s);
+        return NULL;
     }
     if (mmp__model_get(p, "whisper", p->model_path, NULL, MMP__MODEL_SCRATCH, whisper_model_load, whisper_model_free, NULL,
                        &s->ref) != MMP_OK) {
@@ -554,33 +613,100 @@ static void *whisper_stage_create(const mmp_stage_params *p, mmp_port_type *in, 
     return s;
 }
 
+/* mel [n_mels, k W] + valid [k] -> hidden [sum keep_i, D], rows [k]: window i (columns
+ * [i W, (i + 1) W) of every mel row) encoded alone, its first keep_i rows kept. */
+static enum mmp_status encode_windows(whisper_stage *s, const mmp_stage_params *p, const mmp_array *mel,
+                                      const mmp_array *valid, mmp_array **outputs) {
+    mmp_whisper *w = s->w;
+    const int64_t M = w->hp.n_mels, D = w->hp.d_model, nf = mel->dims[1], k = valid->dims[0];
+    if (s->valid > 0)
+        return mmp__error(MMP_ERR_INVALID_ARG, "encoder.whisper: the valid input and the option valid=%lld are both given",
+                          (long long)s->valid);
+    if (k < 1 || nf % k)
+        return mmp__error(MMP_ERR_SHAPE, "encoder.whisper: %lld mel frames do not split into %lld windows (valid has %lld entries)",
+                          (long long)nf, (long long)k, (long long)k);
+    const int64_t W = nf / k;
+    const int32_t *vd = valid->data;
+    int64_t dr[1] = {k}, total = 0;
+    mmp_array *rows = mmp_array_new(MMP_TYPE_I32, 1, dr);
+    if (!rows) return MMP_ERR_NOMEM;
+    int32_t *rd = rows->data;
+    for (int64_t i = 0; i < k; i++) {
+        int64_t keep = mmp__whisper_window_keep(w, W, vd[i]);
+        if (keep <= 0) {
+            mmp_array_free(rows);
+            return mmp__error(MMP_ERR_INVALID_ARG, "encoder.whisper: window %lld of %lld frames has valid = %d (0..%lld) and gives no rows",
+                              (long long)i, (long long)W, vd[i], (long long)W);
+        }
+        rd[i] = (int32_t)keep;
+        total += keep;
+    }
+    int64_t dh[2] = {total, D};
+    mmp_array *hid = mmp_array_new(MMP_TYPE_F32, 2, dh);
+    float *win = k > 1 ? mmp__malloc(sizeof(float) * (size_t)M * (size_t)W) : NULL;
+    float *h = mmp__malloc(sizeof(float) * (size_t)mmp_whisper_n_out(w, W) * (size_t)D);
+    enum mmp_status st = (!hid || (k > 1 && !win) || !h) ? MMP_ERR_NOMEM : MMP_OK;
+    int64_t at = 0;
+    for (int64_t i = 0; i < k && st == MMP_OK; i++) {
+        const float *src = mel->data;
+        if (k > 1) {
+            for (int64_t r = 0; r < M; r++)
+                memcpy(win + (size_t)(r * W), (const float *)mel->data + (size_t)(r * nf + i * W), sizeof(float) * (size_t)W);
+            src = win;
+        }
+        st = mmp__whisper_encode_window(w, src, W, vd[i], h, p ? p->n_threads : 1, p ? p->abort_cb : NULL, p ? p->cb_user : NULL);
+        if (st != MMP_OK) break;
+        memcpy((float *)hid->data + (size_t)(at * D), h, sizeof(float) * (size_t)rd[i] * (size_t)D);
+        at += rd[i];
+    }
+    free(win);
+    free(h);
+    if (st != MMP_OK) {
+        mmp_array_free(hid);
+        mmp_array_free(rows);
+        return st;
+    }
+    outputs[0] = hid;
+    outputs[1] = rows;
+    return MMP_OK;
+}
+
 static enum mmp_status whisper_stage_run(void *state, const mmp_stage_params *p, const mmp_array *const *inputs,
                                          mmp_array **outputs) {
     whisper_stage *s = state;
     const mmp_array *a = inputs[0];
+    if (inputs[1]) return encode_windows(s, p, a, inputs[1], outputs);
     int64_t nf = a->dims[1];
-    int64_t d[2] = {mmp_whisper_n_out(s->w, nf), s->w->hp.d_model};
+    int64_t d[2] = {mmp_whisper_n_out(s->w, nf), s->w->hp.d_model}, dr[1] = {1};
     if (d[0] < 1) return mmp__error(MMP_ERR_INVALID_ARG, "encoder.whisper: %lld mel frames", (long long)nf);
-    mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d);
-    if (!o) return MMP_ERR_NOMEM;
-    enum mmp_status st = mmp_whisper_encode(s->w, a->data, nf, s->valid, o->data, p ? p->n_threads : 1,
-                                            p ? p->abort_cb : NULL, p ? p->cb_user : NULL);
+    mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d), *rows = mmp_array_new(MMP_TYPE_I32, 1, dr);
+    enum mmp_status st = (!o || !rows) ? MMP_ERR_NOMEM : MMP_OK;
+    if (st == MMP_OK)
+        st = mmp_whisper_encode(s->w, a->data, nf, s->valid, o->data, p ? p->n_threads : 1, p ? p->abort_cb : NULL,
+                                p ? p->cb_user : NULL);
     if (st != MMP_OK) {
         mmp_array_free(o);
+        mmp_array_free(rows);
         return st;
     }
+    ((int32_t *)rows->data)[0] = (int32_t)d[0];
     outputs[0] = o;
+    outputs[1] = rows;
     return MMP_OK;
 }
 
 const mmp_stage_kind mmp__stage_encoder_whisper = {
     .name = "encoder.whisper",
     .summary = "Whisper audio encoder (HF Whisper, Qwen2-Audio / Ultravox / Voxtral audio towers): mel -> hidden",
-    .n_inputs = 1,
-    .n_outputs = 1,
-    .inputs = {{"mel", {MMP_ROLE_MEL, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false, "log-mel [n_mels, n_frames]"}},
+    .n_inputs = 2,
+    .n_outputs = 2,
+    .inputs = {{"mel", {MMP_ROLE_MEL, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false, "log-mel [n_mels, n_frames]"},
+               {"valid", {MMP_ROLE_COUNTS, MMP_TYPE_I32, 1, {MMP_DIM_ANY}}, true,
+                "frames holding audio per window [k] (frontend.mel's): the mel is k windows, only audio rows are kept"}},
     .outputs = {{"hidden", {MMP_ROLE_HIDDEN, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false,
-                 "encoder states [n_frames/2 (/4 with the Qwen2-Audio pool), d_model]"}},
+                 "encoder states [n_frames/2 (/4 with the Qwen2-Audio pool), d_model]; with valid: the audio rows of each window"},
+                {"rows", {MMP_ROLE_COUNTS, MMP_TYPE_I32, 1, {MMP_DIM_ANY}}, false,
+                 "rows of hidden per window [k] (for the projector's rows input)"}},
     .create = whisper_stage_create,
     .run = whisper_stage_run,
     .destroy = whisper_stage_destroy,

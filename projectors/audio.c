@@ -355,6 +355,7 @@ done:
 typedef struct aproj_stage {
     mmp__model_ref ref;
     mmp_audio_proj *p;
+    const char *kind;    /* "projector.ultravox", ... (messages) */
 } aproj_stage;
 
 static void proj_stage_destroy(void *state) {
@@ -384,6 +385,7 @@ static void *proj_stage_create(const mmp_stage_params *sp, mmp_port_type *in, mm
         return NULL;
     }
     s->p = s->ref.model;
+    s->kind = kind;
     in[0].dims[1] = s->p->n_in;
     out[0].dims[1] = s->p->n_embd;
     return s;
@@ -398,14 +400,40 @@ static void *voxtral_create(const mmp_stage_params *sp, mmp_port_type *in, mmp_p
     return proj_stage_create(sp, in, out, MMP_AUDIO_PROJ_VOXTRAL, "projector.voxtral");
 }
 
+/* hidden [n, D] (+ rows [k], the encoder's rows per window) -> embeddings. With rows each
+ * window's rows are projected alone, as mmp_mm_encode_audio does (a stacking projector
+ * zero-pads each window's last stack): [sum ceil(rows_i / stack), n_embd]. */
 static enum mmp_status proj_stage_run(void *state, const mmp_stage_params *sp, const mmp_array *const *inputs,
                                       mmp_array **outputs) {
-    mmp_audio_proj *p = ((aproj_stage *)state)->p;
-    int64_t n = inputs[0]->dims[0];
-    int64_t d[2] = {mmp_audio_proj_n_out(p, n), p->n_embd};
+    const aproj_stage *s = state;
+    mmp_audio_proj *p = s->p;
+    const mmp_array *x = inputs[0], *rows = inputs[1];
+    const int64_t n = x->dims[0], k = rows ? rows->dims[0] : 1;
+    const int32_t *rd = rows ? rows->data : NULL;
+    int64_t n_out = 0, sum = 0;
+    for (int64_t i = 0; i < k; i++) {
+        int64_t r = rd ? rd[i] : n;
+        if (r < 1)
+            return mmp__error(MMP_ERR_INVALID_ARG, "%s: rows[%lld] = %lld (each window needs >= 1 row)", s->kind,
+                              (long long)i, (long long)r);
+        sum += r;
+        n_out += mmp_audio_proj_n_out(p, r);
+    }
+    if (sum != n || k < 1)
+        return mmp__error(MMP_ERR_SHAPE, "%s: the rows input adds up to %lld rows in %lld windows but hidden has %lld rows",
+                          s->kind, (long long)sum, (long long)k, (long long)n);
+    int64_t d[2] = {n_out, p->n_embd};
     mmp_array *o = mmp_array_new(MMP_TYPE_F32, 2, d);
     if (!o) return MMP_ERR_NOMEM;
-    enum mmp_status st = mmp_audio_proj_run(p, inputs[0]->data, n, o->data, sp ? sp->n_threads : 1);
+    enum mmp_status st = MMP_OK;
+    int64_t at = 0, at_out = 0;
+    for (int64_t i = 0; i < k && st == MMP_OK; i++) {
+        int64_t r = rd ? rd[i] : n;
+        st = mmp_audio_proj_run(p, (const float *)x->data + (size_t)(at * p->n_in), r,
+                                (float *)o->data + (size_t)(at_out * p->n_embd), sp ? sp->n_threads : 1);
+        at += r;
+        at_out += mmp_audio_proj_n_out(p, r);
+    }
     if (st != MMP_OK) {
         mmp_array_free(o);
         return st;
@@ -418,10 +446,12 @@ static enum mmp_status proj_stage_run(void *state, const mmp_stage_params *sp, c
     const mmp_stage_kind var = {                                                                                     \
         .name = kname,                                                                                               \
         .summary = summ,                                                                                             \
-        .n_inputs = 1,                                                                                               \
+        .n_inputs = 2,                                                                                               \
         .n_outputs = 1,                                                                                              \
         .inputs = {{"hidden", {MMP_ROLE_HIDDEN, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false,                 \
-                    "audio encoder states [n, d_audio]"}},                                                           \
+                    "audio encoder states [n, d_audio]"},                                                            \
+                   {"rows", {MMP_ROLE_COUNTS, MMP_TYPE_I32, 1, {MMP_DIM_ANY}}, true,                                 \
+                    "rows of hidden per window [k] (encoder.whisper's): each window projected alone"}},              \
         .outputs = {{"embeddings", {MMP_ROLE_EMBEDDINGS, MMP_TYPE_F32, 2, {MMP_DIM_ANY, MMP_DIM_ANY}}, false,        \
                      "LLM input embeddings [n / stack, n_embd]"}},                                                   \
         .create = createfn,                                                                                          \

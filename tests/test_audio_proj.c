@@ -346,8 +346,8 @@ static void test_stages(void **state) {
     float *wave = get(io, "waveform"), *feat = get(io, "input_features");
     int64_t dn = 40000;
     mmp_array *a = mmp_array_wrap(MMP_TYPE_F32, 1, &dn, wave);
-    const mmp_array *ins[1] = {a};
-    mmp_array *outs[1] = {NULL};
+    const mmp_array *ins[2] = {a, NULL};   /* [1]: encoder.whisper's / the projector's optional input */
+    mmp_array *outs[2] = {NULL, NULL};     /* [1]: frontend.mel's valid, encoder.whisper's rows */
     assert_int_equal(mmp_stage_run(st, ins, outs), MMP_OK);
     assert_int_equal(outs[0]->dims[0], 80);
     assert_int_equal(outs[0]->dims[1], 3000);
@@ -355,6 +355,8 @@ static void test_stages(void **state) {
     print_message("frontend.mel stage vs input_features: rel L2 %.3g\n", e);
     assert_true(e <= 1e-4);
     mmp_array_free(outs[0]);
+    mmp_array_free(outs[1]);
+    outs[1] = NULL;
     mmp_array_free(a);
     mmp_stage_free(st);
     free(wave);
@@ -391,6 +393,8 @@ static void test_stages(void **state) {
     assert_int_equal(mmp_stage_run(enc, ins, outs), MMP_OK);
     assert_int_equal(outs[0]->dims[0], 25);
     mmp_array *hid = outs[0];
+    mmp_array_free(outs[1]);
+    outs[1] = NULL;
     ins[0] = hid;
     assert_int_equal(mmp_stage_run(pj, ins, outs), MMP_OK);
     assert_int_equal(outs[0]->dims[0], 25);
@@ -407,7 +411,7 @@ static void test_stages(void **state) {
     int64_t bad[2] = {128, 100};
     mmp_array *b = mmp_array_new(MMP_TYPE_F32, 2, bad);
     ins[0] = b;
-    mmp_array *o2[1] = {NULL};
+    mmp_array *o2[2] = {NULL, NULL};
     assert_int_not_equal(mmp_stage_run(enc, ins, o2), MMP_OK);
     print_message("128-mel into the 80-mel encoder: %s\n", mmp_last_error());
     mmp_array_free(b);

@@ -20,6 +20,8 @@ static void chat_usage(FILE *f) {
         "\n"
         "The conversation is turned into text with the model's chat template (the\n"
         "tokenizer.chat_template in the model file). Known templates: %s.\n"
+        "It runs the stock pipelines 'chat' (and 'image-embed' for pictures): see\n"
+        "'mmpipe pipeline show chat'; the KV cache of earlier turns is reused.\n"
         "\n"
         "options:\n"
         "  --chat-template NAME   use this template instead of the model's (one of the names above)\n"

@@ -13,7 +13,7 @@ static const mmp_cli_command commands[] = {
     { "chat",  "chat with a language model using its chat template", mmp_cli_chat },
     { "tokenize", "show the token ids of a text, or the text of token ids", mmp_cli_tokenize },
     { "caption", "describe or transcribe an audio file with an audio language model", mmp_cli_caption },
-    { "pipeline", "show a pipeline file's typed graph (or DOT), or run a pipeline on inputs from files", mmp_cli_pipeline },
+    { "pipeline", "list the stock pipelines, show one's typed graph (or DOT), or run any pipeline on inputs", mmp_cli_pipeline },
     { "txt2img", "draw a picture from a text prompt with a Stable Diffusion model (writes a PNG)", mmp_cli_txt2img },
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
@@ -36,7 +36,8 @@ static void usage(FILE *f) {
         "  mmpipe txt2img -m SD15_FOLDER_OR_FILE -p \"a red fox in snow\" -o fox.png\n"
         "  mmpipe info models/stories260K.gguf              # what is inside a model file\n"
         "  mmpipe convert HF_FOLDER out.gguf --type q8_0    # Hugging Face -> GGUF\n"
-        "  mmpipe pipeline show pipelines/llava.pipe        # a typed stage graph\n"
+        "  mmpipe pipeline show image-chat                  # a stock pipeline's typed stage graph\n"
+        "  mmpipe pipeline run chat --set model=models/stories260K.gguf --set template=none --in text=\"Once\"\n"
         "  mmpipe stage --list                              # every stage kind and its ports\n");
 }
 

@@ -31,20 +31,28 @@ static void llm_stage_destroy(void *state) {
     free(s);
 }
 
+/* "kv=f32|f16" (mmp__opts_parse: "\," escapes a comma). An empty value or "auto" keeps the
+ * default (f32; a pipeline parameter left ""). */
 static enum mmp_status parse_options(llm_stage *s, const char *opt) {
-    if (!opt || !*opt) return MMP_OK;
-    const char *p = opt;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 6 && strncmp(p, "kv=f16", 6) == 0) s->kv = MMP_KV_F16;
-        else if (len == 6 && strncmp(p, "kv=f32", 6) == 0) s->kv = MMP_KV_F32;
-        else if (len > 0)
-            return mmp__error(MMP_ERR_INVALID_ARG, "backbone.llm: unknown option '%.*s' (known: kv=f32, kv=f16)",
-                              (int)len, p);
-        p += len + (end ? 1 : 0);
+    const char *K = "backbone.llm";
+    mmp__opt items[8];
+    char *store = NULL;
+    int n = mmp__opts_parse(K, opt, items, 8, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        if (!strcmp(k, "kv")) {
+            if (!*v || !strcmp(v, "auto")) continue;
+            if (!strcmp(v, "f16")) s->kv = MMP_KV_F16;
+            else if (!strcmp(v, "f32")) s->kv = MMP_KV_F32;
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option kv=%s, expected f32 or f16 (known: kv=f32|f16)", K, v);
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: kv=f32|f16)", K, k);
+        }
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
 
 static void *llm_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {

@@ -13,9 +13,12 @@
 #include "mmpipe/modelfile.h"
 #include "mmpipe/store.h"
 #include "pipeline-impl.h"
+#include "stage-impl.h"
 #include "store-impl.h"
 #include "util.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The LLM comes from the store under "llm" (mmp__llm_ref): backbone.llm in the same pipeline
@@ -34,22 +37,40 @@ static void prompt_destroy(void *state) {
     free(s);
 }
 
+/* "marker=ID" (mmp__opts_parse: "\," escapes a comma) -> *marker; an empty value or "auto"
+ * keeps the default (-1: from the model's config; a pipeline parameter left ""). */
+static enum mmp_status parse_options(const char *opt, int64_t *marker) {
+    const char *K = "prompt.embed";
+    mmp__opt items[8];
+    char *store = NULL;
+    int n = mmp__opts_parse(K, opt, items, 8, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        if (!strcmp(k, "marker")) {
+            if (!*v || !strcmp(v, "auto")) continue;
+            char *e = NULL;
+            long long x = strtoll(v, &e, 10);
+            if (e == v || *e || x < 0 || x > INT32_MAX)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option marker=%s, expected a token id in 0..%d (known: marker=ID)", K, v,
+                                (int)INT32_MAX);
+            else *marker = x;
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: marker=ID, a token id >= 0)", K, k);
+        }
+    }
+    free(store);
+    return st;
+}
+
 static void *prompt_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path)
         return mmp__error_null(MMP_ERR_INVALID_ARG, "needs model= the LLM whose token embedding table it uses");
     prompt_state *s = mmp__calloc(1, sizeof *s);
     if (!s) return NULL;
     s->marker = -1;
-    for (const char *o = p->options; o && *o;) {
-        size_t len = strcspn(o, ",");
-        char *end = NULL;
-        if (len > 7 && !strncmp(o, "marker=", 7)) s->marker = strtoll(o + 7, &end, 10);
-        if (!end || end != o + len || s->marker < 0 || s->marker > INT32_MAX) {
-            prompt_destroy(s);
-            return mmp__error_null(MMP_ERR_INVALID_ARG, "option '%.*s': the options are marker=ID (a token id >= 0)", (int)len, o);
-        }
-        o += len + (o[len] == ',');
-    }
+    if (parse_options(p->options, &s->marker) != MMP_OK) { prompt_destroy(s); return NULL; }
     if (mmp__llm_ref(p, p->model_path, &s->ref) != MMP_OK) { prompt_destroy(s); return NULL; }
     s->m = s->ref.model;
     if (s->marker < 0) {

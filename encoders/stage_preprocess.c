@@ -43,20 +43,29 @@ static void pre_destroy(void *state) {
     free(s);
 }
 
-/* "pad=auto|0|1" (the only option). pad: -1 auto, 0, 1. */
+/* "pad=auto|0|1" (the only option; mmp__opts_parse: "\," escapes a comma). pad: -1 auto, 0, 1.
+ * An empty value is auto, the default (a pipeline parameter left ""). */
 static enum mmp_status parse_pre_opts(const char *opt, int *pad) {
+    const char *K = "preprocess.image";
     *pad = -1;
-    for (const char *o = opt; o && *o;) {
-        size_t len = strcspn(o, ",");
-        if (len == 0) { o++; continue; }
-        if (len == 8 && !strncmp(o, "pad=auto", 8)) *pad = -1;
-        else if (len == 5 && !strncmp(o, "pad=0", 5)) *pad = 0;
-        else if (len == 5 && !strncmp(o, "pad=1", 5)) *pad = 1;
-        else
-            return mmp__error(MMP_ERR_INVALID_ARG, "bad option '%.*s' (known: pad=auto|0|1)", (int)len, o);
-        o += len + (o[len] == ',');
+    mmp__opt items[8];
+    char *store = NULL;
+    int n = mmp__opts_parse(K, opt, items, 8, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        if (!strcmp(k, "pad")) {
+            if (!*v || !strcmp(v, "auto")) *pad = -1;
+            else if (!strcmp(v, "0")) *pad = 0;
+            else if (!strcmp(v, "1")) *pad = 1;
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: bad option pad=%s, expected auto, 0 or 1 (known: pad=auto|0|1)", K, v);
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: pad=auto|0|1)", K, k);
+        }
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
 
 static void *pre_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {

@@ -19,19 +19,30 @@
 
 /* ---- options ---- */
 
+/* "raw", "raw=0|1" (mmp__opts_parse: "\," escapes a comma) for the VAE kinds; raw == NULL
+ * (generator.unet): no options are known. "raw=auto" keeps the default (0). A bare "raw" is the
+ * documented flag form (raw=1); mmp__opts_parse gives it the same empty value as "raw=", so an
+ * empty value means raw=1 here, not the default. */
 static enum mmp_status parse_opts(const char *kind, const char *opt, bool *raw) {
-    *raw = false;
-    if (!opt || !*opt) return MMP_OK;
-    const char *p = opt;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if ((len == 3 && strncmp(p, "raw", 3) == 0) || (len == 5 && strncmp(p, "raw=1", 5) == 0)) *raw = true;
-        else if (len == 5 && strncmp(p, "raw=0", 5) == 0) *raw = false;
-        else if (len > 0) return mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%.*s' (known: raw)", kind, (int)len, p);
-        p += len + (end ? 1 : 0);
+    if (raw) *raw = false;
+    mmp__opt items[8];
+    char *store = NULL;
+    int n = mmp__opts_parse(kind, opt, items, 8, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        if (raw && !strcmp(k, "raw")) {
+            if (!strcmp(v, "auto")) continue;
+            if (!*v || !strcmp(v, "1")) *raw = true;
+            else if (!strcmp(v, "0")) *raw = false;
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option raw=%s, expected 0 or 1 (known: raw, raw=0|1)", kind, v);
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (%s)", kind, k, raw ? "known: raw, raw=0|1" : "none known");
+        }
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
 
 /* ---- generator.unet ---- */
@@ -43,7 +54,7 @@ static void unet_destroy(void *st) {
 
 static void *unet_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "generator.unet: no model path (-m)");
-    if (p->options && *p->options) return mmp__error_null(MMP_ERR_INVALID_ARG, "generator.unet: unknown options '%s' (none known)", p->options);
+    if (parse_opts("generator.unet", p->options, NULL) != MMP_OK) return NULL;
     mmp__model_ref *r = mmp__calloc(1, sizeof *r);
     if (!r) return NULL;
     if (mmp__unet_ref(p, p->model_path, r) != MMP_OK) { free(r); return NULL; }

@@ -537,41 +537,50 @@ static void op_stage_destroy(void *state) {
     free(s);
 }
 
-/* "heads=N,norm_first=0|1,eps=F,act=relu|gelu" */
+/* "heads=N,norm_first=0|1,eps=F,act=relu|gelu" (mmp__opts_parse: "\," escapes a comma). An
+ * empty value or "auto" keeps the default (a pipeline parameter left ""): heads from
+ * config.json, the rest from mmp_outproj_params_default / the sidecar. */
+#define OP_KNOWN "heads=N, norm_first=0|1, eps=F, act=relu|gelu"
 static enum mmp_status op_parse_options(const char *opt, mmp_outproj_params *op) {
-    for (const char *p = opt; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char kv[64];
-        if (len >= sizeof kv)
-            return mmp__error(MMP_ERR_INVALID_ARG, "projector.output: option '%.*s' too long", (int)len, p);
-        memcpy(kv, p, len);
-        kv[len] = 0;
+    const char *K = "projector.output";
+    mmp__opt items[16];
+    char *store = NULL;
+    int n = mmp__opts_parse(K, opt, items, 16, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        bool dflt = !*v || !strcmp(v, "auto");
         char *e = NULL;
-        if (!strncmp(kv, "heads=", 6)) {
-            long v = strtol(kv + 6, &e, 10);
-            if (e == kv + 6 || *e || v < 1 || v > 4096)
-                return mmp__error(MMP_ERR_INVALID_ARG, "projector.output: option heads wants 1..4096, got '%s'", kv + 6);
-            op->n_heads = (int32_t)v;
-        } else if (!strcmp(kv, "norm_first=0") || !strcmp(kv, "norm_first=1")) {
-            op->norm_first = kv[11] == '1';
-        } else if (!strncmp(kv, "eps=", 4)) {
-            double v = strtod(kv + 4, &e);
-            if (e == kv + 4 || *e || !(v > 0 && v < 1))
-                return mmp__error(MMP_ERR_INVALID_ARG, "projector.output: option eps wants a number in (0, 1), got '%s'", kv + 4);
-            op->layer_norm_eps = (float)v;
-        } else if (!strcmp(kv, "act=relu")) {
-            op->act = MMP_UNARY_RELU;
-        } else if (!strcmp(kv, "act=gelu")) {
-            op->act = MMP_UNARY_GELU;
-        } else if (len > 0) {
-            return mmp__error(MMP_ERR_INVALID_ARG, "projector.output: unknown option '%s' (known: heads=N, "
-                              "norm_first=0|1, eps=F, act=relu|gelu)", kv);
+        if (!strcmp(k, "heads")) {
+            if (dflt) continue;
+            long x = strtol(v, &e, 10);
+            if (e == v || *e || x < 1 || x > 4096)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option heads=%s, expected an integer in 1..4096 (known: " OP_KNOWN ")", K, v);
+            else op->n_heads = (int32_t)x;
+        } else if (!strcmp(k, "norm_first")) {
+            if (dflt) continue;
+            if (!strcmp(v, "0") || !strcmp(v, "1")) op->norm_first = v[0] == '1';
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option norm_first=%s, expected 0 or 1 (known: " OP_KNOWN ")", K, v);
+        } else if (!strcmp(k, "eps")) {
+            if (dflt) continue;
+            double x = strtod(v, &e);
+            if (e == v || *e || !(x > 0 && x < 1))
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option eps=%s, expected a number in (0, 1) (known: " OP_KNOWN ")", K, v);
+            else op->layer_norm_eps = (float)x;
+        } else if (!strcmp(k, "act")) {
+            if (dflt) continue;
+            if (!strcmp(v, "relu")) op->act = MMP_UNARY_RELU;
+            else if (!strcmp(v, "gelu")) op->act = MMP_UNARY_GELU;
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option act=%s, expected relu or gelu (known: " OP_KNOWN ")", K, v);
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: " OP_KNOWN ")", K, k);
         }
-        p += len + (end ? 1 : 0);
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
+#undef OP_KNOWN
 
 static void *op_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "projector.output: no model path (-m)");

@@ -491,31 +491,38 @@ static void *qf_model_load(const mmp_modelfile *mf, const char *path, void *ctx)
 }
 static void qf_model_free(void *m) { mmp_qformer_free(m); }
 
-/* "heads=N,project=0|1" */
+/* "heads=N,project=0|1" (mmp__opts_parse: "\," escapes a comma). An empty value or "auto" keeps
+ * the default (a pipeline parameter left ""): heads from config.json, project=1. */
+#define QF_KNOWN "heads=N, project=0|1"
 static enum mmp_status qf_parse_options(const char *opt, mmp_qformer_params *qp, bool *project) {
-    for (const char *p = opt; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char kv[64];
-        if (len >= sizeof kv)
-            return mmp__error(MMP_ERR_INVALID_ARG, "projector.qformer: option '%.*s' too long", (int)len, p);
-        memcpy(kv, p, len);
-        kv[len] = 0;
-        char *e = NULL;
-        if (!strncmp(kv, "heads=", 6)) {
-            long v = strtol(kv + 6, &e, 10);
-            if (e == kv + 6 || *e || v < 1 || v > 4096)
-                return mmp__error(MMP_ERR_INVALID_ARG, "projector.qformer: option heads wants 1..4096, got '%s'", kv + 6);
-            qp->n_heads = (int32_t)v;
-        } else if (!strcmp(kv, "project=0") || !strcmp(kv, "project=1")) {
-            *project = kv[8] == '1';
-        } else if (len > 0) {
-            return mmp__error(MMP_ERR_INVALID_ARG, "projector.qformer: unknown option '%s' (known: heads=N, project=0|1)", kv);
+    const char *K = "projector.qformer";
+    mmp__opt items[8];
+    char *store = NULL;
+    int n = mmp__opts_parse(K, opt, items, 8, &store);
+    if (n < 0) return MMP_ERR_INVALID_ARG;
+    enum mmp_status st = MMP_OK;
+    for (int i = 0; i < n && st == MMP_OK; i++) {
+        const char *k = items[i].key, *v = items[i].val;
+        bool dflt = !*v || !strcmp(v, "auto");
+        if (!strcmp(k, "heads")) {
+            if (dflt) continue;
+            char *e = NULL;
+            long x = strtol(v, &e, 10);
+            if (e == v || *e || x < 1 || x > 4096)
+                st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option heads=%s, expected an integer in 1..4096 (known: " QF_KNOWN ")", K, v);
+            else qp->n_heads = (int32_t)x;
+        } else if (!strcmp(k, "project")) {
+            if (dflt) continue;
+            if (!strcmp(v, "0") || !strcmp(v, "1")) *project = v[0] == '1';
+            else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option project=%s, expected 0 or 1 (known: " QF_KNOWN ")", K, v);
+        } else {
+            st = mmp__error(MMP_ERR_INVALID_ARG, "%s: unknown option '%s' (known: " QF_KNOWN ")", K, k);
         }
-        p += len + (end ? 1 : 0);
     }
-    return MMP_OK;
+    free(store);
+    return st;
 }
+#undef QF_KNOWN
 
 static void *qf_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "projector.qformer: no model path (-m)");

@@ -37,24 +37,6 @@ static mmp_array *image_array(const mmp_image *img) {
     return a;
 }
 
-static mmp_array *golden(mmp_safetensors *st, const char *name, enum mmp_type want) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("golden tensor %s: %s", name, mmp_last_error());
-    int64_t dims[MMP_PORT_MAX_DIMS];
-    for (int k = 0; k < t->n_dims; k++) dims[k] = t->ne[t->n_dims - 1 - k];
-    mmp_array *a = mmp_array_new(want, t->n_dims, dims);
-    assert_non_null(a);
-    int64_t n = mmp_array_nelements(a);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->type == MMP_TYPE_F32 && want == MMP_TYPE_F32) memcpy((float *)a->data + i, (const float *)t->data + i, 4);
-        else if (t->type == MMP_TYPE_I64 && want == MMP_TYPE_I32) {
-            int64_t v;
-            memcpy(&v, (const char *)t->data + 8 * i, 8);
-            ((int32_t *)a->data)[i] = (int32_t)v;
-        } else fail_msg("golden tensor %s: unexpected type", name);
-    }
-    return a;
-}
 
 static mmp_stage *preprocess_stage(const mmp_registry *r, const char *model, const char *options) {
     const mmp_stage_kind *k = mmp_registry_find(r, "preprocess.image");
@@ -109,7 +91,7 @@ static void test_preprocess_golden(void **state) {
      * and tolerance: PIL's and our bicubic differ by a rounding step here and there) */
     mmp_safetensors *io = mmp_safetensors_open(mmpt_data("vision/clip_preprocess/io.safetensors"));
     assert_non_null(io);
-    mmp_array *ref = golden(io, "pixel_values", MMP_TYPE_F32);
+    mmp_array *ref = mmpt_golden_array(io, "pixel_values", MMP_TYPE_F32);
     assert_int_equal(ref->dims[ref->n_dims - 1], px->dims[2]);
     assert_int_equal(ref->dims[ref->n_dims - 2], px->dims[1]);
     size_t n = (size_t)mmp_array_nelements(px);
@@ -440,8 +422,8 @@ static void test_image_chat_golden(void **state) {
                               "input tokens -> prompt.tokens\n");
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data("mm/llava_mixtral/io.safetensors"));
     assert_non_null(g);
-    mmp_array *ids = golden(g, "input_ids", MMP_TYPE_I32), *px = golden(g, "pixel_values", MMP_TYPE_F32);
-    mmp_array *want = golden(g, "greedy_ids", MMP_TYPE_I32);
+    mmp_array *ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32), *px = mmpt_golden_array(g, "pixel_values", MMP_TYPE_F32);
+    mmp_array *want = mmpt_golden_array(g, "greedy_ids", MMP_TYPE_I32);
     char nbuf[16];
     snprintf(nbuf, sizeof nbuf, "%lld", (long long)want->dims[0]);
     mmp_pipeline *p = make_pipe(r, text, "image-chat(golden).pipe",
@@ -577,8 +559,8 @@ static void test_audio_chat_golden(void **state) {
     const char *model = mmpt_data("mm/qwen2_audio");
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data("mm/qwen2_audio/io.safetensors"));
     assert_non_null(g);
-    mmp_array *ids = golden(g, "input_ids", MMP_TYPE_I32), *mel = golden(g, "input_features", MMP_TYPE_F32);
-    mmp_array *logits = golden(g, "logits", MMP_TYPE_F32);
+    mmp_array *ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32), *mel = mmpt_golden_array(g, "input_features", MMP_TYPE_F32);
+    mmp_array *logits = mmpt_golden_array(g, "logits", MMP_TYPE_F32);
     const int32_t *gid = ids->data;
     const int64_t n_ids = ids->dims[0];
     /* the prompt text: the golden's text pieces around its run of audio placeholders */

@@ -635,24 +635,6 @@ static void test_errors(void **state) {
 
 /* ---- (6) llava_mixtral golden: media through prompt.embed + backbone.generate = greedy ids ---- */
 
-static mmp_array *golden(mmp_safetensors *st, const char *name, enum mmp_type want) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("golden tensor %s: %s", name, mmp_last_error());
-    int64_t dims[MMP_PORT_MAX_DIMS];
-    for (int k = 0; k < t->n_dims; k++) dims[k] = t->ne[t->n_dims - 1 - k];
-    mmp_array *a = mmp_array_new(want, t->n_dims, dims);
-    assert_non_null(a);
-    int64_t n = mmp_array_nelements(a);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->type == MMP_TYPE_F32 && want == MMP_TYPE_F32) memcpy((float *)a->data + i, (const float *)t->data + i, 4);
-        else if (t->type == MMP_TYPE_I64 && want == MMP_TYPE_I32) {
-            int64_t v;
-            memcpy(&v, (const char *)t->data + 8 * i, 8);
-            ((int32_t *)a->data)[i] = (int32_t)v;
-        } else fail_msg("golden tensor %s: unexpected type", name);
-    }
-    return a;
-}
 
 static void test_llava_greedy(void **state) {
     (void)state;
@@ -661,8 +643,8 @@ static void test_llava_greedy(void **state) {
     snprintf(io, sizeof io, "%s", mmpt_data("pipe/llava_mixtral/io.safetensors"));
     mmp_safetensors *g = mmp_safetensors_open(io);
     assert_non_null(g);
-    mmp_array *ids = golden(g, "input_ids", MMP_TYPE_I32), *pix = golden(g, "pixel_values", MMP_TYPE_F32);
-    mmp_array *want = golden(g, "greedy_ids", MMP_TYPE_I32);
+    mmp_array *ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32), *pix = mmpt_golden_array(g, "pixel_values", MMP_TYPE_F32);
+    mmp_array *want = mmpt_golden_array(g, "greedy_ids", MMP_TYPE_I32);
     char n_opt[32];
     snprintf(n_opt, sizeof n_opt, "n=%lld,temp=0", (long long)want->dims[0]);
     mmp_registry *reg = mmp_registry_new();
@@ -711,7 +693,7 @@ static void test_llava_prompt_text(void **state) {
     snprintf(io, sizeof io, "%s", mmpt_data("mm/llava_mixtral/io.safetensors"));
     mmp_safetensors *g = mmp_safetensors_open(io);
     assert_non_null(g);
-    mmp_array *pix = golden(g, "pixel_values", MMP_TYPE_F32);
+    mmp_array *pix = mmpt_golden_array(g, "pixel_values", MMP_TYPE_F32);
     mmp_registry *reg = mmp_registry_new();
     /* A: clip -> mlp -> prompt.text (text with one <image>) -> generate;
      * B: the same media and prompt.text's ids -> prompt.embed -> generate */

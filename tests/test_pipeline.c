@@ -400,24 +400,6 @@ static void test_stock_files(void **state) {
 
 /* ---- golden cases end to end ---- */
 
-static mmp_array *read_golden(mmp_safetensors *st, const char *name, enum mmp_type want) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("golden tensor %s: %s", name, mmp_last_error());
-    int64_t dims[MMP_PORT_MAX_DIMS];
-    for (int k = 0; k < t->n_dims; k++) dims[k] = t->ne[t->n_dims - 1 - k];
-    mmp_array *a = mmp_array_new(want, t->n_dims, dims);
-    assert_non_null(a);
-    int64_t n = mmp_array_nelements(a);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->type == MMP_TYPE_F32 && want == MMP_TYPE_F32) memcpy((float *)a->data + i, (const float *)t->data + i, 4);
-        else if (t->type == MMP_TYPE_I64 && want == MMP_TYPE_I32) {
-            int64_t v;
-            memcpy(&v, (const char *)t->data + 8 * i, 8);
-            ((int32_t *)a->data)[i] = (int32_t)v;
-        } else fail_msg("golden tensor %s: unexpected type", name);
-    }
-    return a;
-}
 
 static void check_rel(const char *what, const mmp_array *a, const mmp_array *ref, double tol) {
     assert_int_equal(a->n_dims, ref->n_dims);
@@ -444,8 +426,8 @@ static void test_nextgpt_e2e(void **state) {
 
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data("pipe/nextgpt_e2e/io.safetensors"));
     assert_non_null(g);
-    mmp_array *ids = read_golden(g, "input_ids", MMP_TYPE_I32), *lat = read_golden(g, "latents_init", MMP_TYPE_F32);
-    mmp_array *sig_ref = read_golden(g, "signal_hidden", MMP_TYPE_F32), *cond_ref = read_golden(g, "conditioning", MMP_TYPE_F32);
+    mmp_array *ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32), *lat = mmpt_golden_array(g, "latents_init", MMP_TYPE_F32);
+    mmp_array *sig_ref = mmpt_golden_array(g, "signal_hidden", MMP_TYPE_F32), *cond_ref = mmpt_golden_array(g, "conditioning", MMP_TYPE_F32);
     /* the golden's signal tokens are the last four positions: the pipeline's [-4:] */
     const mmp_tensor_info *pos = mmp_safetensors_find(g, "signal_positions");
     assert_non_null(pos);
@@ -513,7 +495,7 @@ static void test_audio_vision_goldens(void **state) {
     mmp_pipeline *p = mmp_pipeline_new(d, r, NULL);
     if (!p) fail_msg("%s", mmp_last_error());
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data("audio/whisper_encoder/io.safetensors"));
-    mmp_array *mel = read_golden(g, "input_features", MMP_TYPE_F32), *ref = read_golden(g, "last_hidden_state", MMP_TYPE_F32);
+    mmp_array *mel = mmpt_golden_array(g, "input_features", MMP_TYPE_F32), *ref = mmpt_golden_array(g, "last_hidden_state", MMP_TYPE_F32);
     const mmp_array *in[1] = { mel };
     mmp_array *out[1] = { NULL };
     assert_int_equal(mmp_pipeline_run(p, in, out), MMP_OK);
@@ -533,10 +515,10 @@ static void test_audio_vision_goldens(void **state) {
     p = mmp_pipeline_new(d, r, NULL);
     if (!p) fail_msg("%s", mmp_last_error());
     g = mmp_safetensors_open(mmpt_data("proj/blip2_qformer/io.safetensors"));
-    mmp_array *img = read_golden(g, "encoder_hidden_states", MMP_TYPE_F32);
-    ref = read_golden(g, "last_hidden_state", MMP_TYPE_F32);
+    mmp_array *img = mmpt_golden_array(g, "encoder_hidden_states", MMP_TYPE_F32);
+    ref = mmpt_golden_array(g, "last_hidden_state", MMP_TYPE_F32);
     /* this small golden model has no query_tokens: the golden's query_embeds are the queries */
-    mmp_array *queries = read_golden(g, "query_embeds", MMP_TYPE_F32);
+    mmp_array *queries = mmpt_golden_array(g, "query_embeds", MMP_TYPE_F32);
     assert_true(mmp_pipeline_input_optional(p, 1));
     const mmp_array *qin[2] = { img, queries };
     assert_int_equal(mmp_pipeline_run(p, qin, out), MMP_OK);
@@ -564,8 +546,8 @@ static void run_chat_golden(const char *pipe, const char *model, const char *io,
     if (!p) fail_msg("%s: %s", pipe, mmp_last_error());
     mmp_safetensors *g = mmp_safetensors_open(io);
     assert_non_null(g);
-    mmp_array *ids = read_golden(g, "input_ids", MMP_TYPE_I32), *media = read_golden(g, media_tensor, MMP_TYPE_F32);
-    mmp_array *ref = read_golden(g, "logits", MMP_TYPE_F32);
+    mmp_array *ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32), *media = mmpt_golden_array(g, media_tensor, MMP_TYPE_F32);
+    mmp_array *ref = mmpt_golden_array(g, "logits", MMP_TYPE_F32);
     const mmp_array *in[2] = { 0 };
     in[mmp_pipeline_find_input(p, "tokens")] = ids;
     in[mmp_pipeline_find_input(p, media_in)] = media;
@@ -990,7 +972,7 @@ static void test_cli(void **state) {
     mmp_safetensors *st = mmp_safetensors_open(path), *g = mmp_safetensors_open(gold);
     assert_non_null(st);
     assert_non_null(g);
-    mmp_array *c = read_golden(st, "conditioning", MMP_TYPE_F32), *cref = read_golden(g, "conditioning", MMP_TYPE_F32);
+    mmp_array *c = mmpt_golden_array(st, "conditioning", MMP_TYPE_F32), *cref = mmpt_golden_array(g, "conditioning", MMP_TYPE_F32);
     check_rel("CLI run conditioning", c, cref, 1e-4);
     assert_non_null(mmp_safetensors_find(st, "noise"));
     mmp_array_free(c);

@@ -17,25 +17,6 @@
 #define OUTPROJ "proj/nextgpt_e2e/output_projector/model.safetensors"
 #define N_THREADS 2
 
-/* A golden tensor as an array (shape outermost first, I64 ids narrowed to I32). */
-static mmp_array *golden(const mmp_safetensors *st, const char *name, enum mmp_type want) {
-    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
-    if (!t) fail_msg("golden tensor %s: %s", name, mmp_last_error());
-    int64_t dims[MMP_PORT_MAX_DIMS];
-    for (int k = 0; k < t->n_dims; k++) dims[k] = t->ne[t->n_dims - 1 - k];
-    mmp_array *a = mmp_array_new(want, t->n_dims, dims);
-    assert_non_null(a);
-    int64_t n = mmp_array_nelements(a);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->type == MMP_TYPE_F32 && want == MMP_TYPE_F32) memcpy((float *)a->data + i, (const float *)t->data + i, 4);
-        else if (t->type == MMP_TYPE_I64 && want == MMP_TYPE_I32) {
-            int64_t v;
-            memcpy(&v, (const char *)t->data + 8 * i, 8);
-            ((int32_t *)a->data)[i] = (int32_t)v;
-        } else fail_msg("golden tensor %s: unexpected type", name);
-    }
-    return a;
-}
 
 static void assert_same(const char *what, const mmp_array *a, const mmp_array *b) {
     assert_non_null(a);
@@ -67,9 +48,9 @@ static void io_open(llava_io *io) {
     snprintf(io->model, sizeof io->model, "%s", mmpt_data(LLAVA));
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data(LLAVA_IO));
     assert_non_null(g);
-    io->pixels = golden(g, "pixel_values", MMP_TYPE_F32);
-    io->ids = golden(g, "input_ids", MMP_TYPE_I32);
-    io->golden_logits = golden(g, "logits", MMP_TYPE_F32);
+    io->pixels = mmpt_golden_array(g, "pixel_values", MMP_TYPE_F32);
+    io->ids = mmpt_golden_array(g, "input_ids", MMP_TYPE_I32);
+    io->golden_logits = mmpt_golden_array(g, "logits", MMP_TYPE_F32);
     mmp_safetensors_free(g);
 }
 

@@ -239,3 +239,22 @@ void mmpt_expect_error_mentions(const char *const *needles) {
     for (int i = 0; needles[i]; i++)
         if (!strstr(msg, needles[i])) fail_msg("message '%s' does not mention '%s'", msg, needles[i]);
 }
+
+mmp_array *mmpt_golden_array(const mmp_safetensors *st, const char *name, enum mmp_type want) {
+    const mmp_tensor_info *t = mmp_safetensors_find(st, name);
+    if (!t) fail_msg("golden tensor %s: %s", name, mmp_last_error());
+    int64_t dims[MMP_PORT_MAX_DIMS];
+    for (int k = 0; k < t->n_dims; k++) dims[k] = t->ne[t->n_dims - 1 - k];
+    mmp_array *a = mmp_array_new(want, t->n_dims, dims);
+    assert_non_null(a);
+    int64_t n = mmp_array_nelements(a);
+    for (int64_t i = 0; i < n; i++) {
+        if (t->type == MMP_TYPE_F32 && want == MMP_TYPE_F32) memcpy((float *)a->data + i, (const float *)t->data + i, 4);
+        else if (t->type == MMP_TYPE_I64 && want == MMP_TYPE_I32) {
+            int64_t v;
+            memcpy(&v, (const char *)t->data + 8 * i, 8);
+            ((int32_t *)a->data)[i] = (int32_t)v;
+        } else fail_msg("golden tensor %s: unexpected type", name);
+    }
+    return a;
+}

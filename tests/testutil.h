@@ -66,4 +66,13 @@ double mmpt_cli_stage_rel_l2(const char *args, const float *ref, size_t n);
     if (!(_e <= (tol))) fail_msg("relative L2 error %.3g > %.3g (%s:%d)", _e, (double)(tol), __FILE__, __LINE__); \
 } while (0)
 
+/* A golden tensor as an array: shape outermost first, F32 kept, I64 ids narrowed to I32 (want
+ * MMP_TYPE_F32 / MMP_TYPE_I32). Fails the test if it is missing or of another type. */
+mmp_array *mmpt_golden_array(const mmp_safetensors *st, const char *name, enum mmp_type want);
+
+/* tests/testutil_ldm.c: add the tensors of a diffusers component file under their LDM names
+ * (kind 0 the golden UNet, 1 the golden VAE, 2 the CLIP text encoder) to a single-file
+ * checkpoint being written. Fails the test on an unexpected tensor name. */
+void mmpt_ldm_add(mmp_safetensors_writer *w, const char *file, int kind);
+
 #endif

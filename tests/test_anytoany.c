@@ -345,14 +345,15 @@ static void test_chat_pipe_any2any(void **state) {
     size_t len = 0;
     const char *stock = mmp_pipeline_stock_text("nextgpt-chat", &len);
     if (!stock) fail_msg("%s", mmp_last_error());
-    /* drop the prompt stage: its line, the text input and its edge; feed ids to gen.tokens */
+    /* drop the prompt stage: its line, the text / media inputs and its edge; feed ids to gen.tokens */
     char *text = malloc(len + 64);
     assert_non_null(text);
     text[0] = 0;
     for (const char *l = stock; *l;) {
         const char *e = strchr(l, '\n');
         size_t n = e ? (size_t)(e - l + 1) : strlen(l);
-        bool drop = !strncmp(l, "stage prompt ", 13) || !strncmp(l, "input text ", 11) || !strncmp(l, "prompt.embeddings ", 18);
+        bool drop = !strncmp(l, "stage prompt ", 13) || !strncmp(l, "input text ", 11) || !strncmp(l, "input media", 11) ||
+                    !strncmp(l, "prompt.embeddings ", 18);
         if (!drop) strncat(text, l, n);
         l += n;
     }

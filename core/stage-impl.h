@@ -36,6 +36,7 @@ extern const mmp_stage_kind mmp__stage_projector_voxtral;         /* projectors/
 
 extern const mmp_stage_kind mmp__stage_encoder_clip;          /* encoders/clip.c */
 extern const mmp_stage_kind mmp__stage_encoder_siglip;        /* encoders/clip.c */
+extern const mmp_stage_kind mmp__stage_encoder_vit;           /* encoders/clip.c */
 extern const mmp_stage_kind mmp__stage_encoder_clip_text;     /* encoders/clip.c */
 extern const mmp_stage_kind mmp__stage_tokenize_clip;         /* encoders/stage_tokenize_clip.c */
 extern const mmp_stage_kind mmp__stage_projector_mlp;         /* projectors/mlp.c */

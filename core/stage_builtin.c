@@ -19,6 +19,7 @@ const mmp_stage_kind *const mmp__builtin_kinds[] = {
     &mmp__stage_projector_voxtral,
     &mmp__stage_encoder_clip,
     &mmp__stage_encoder_siglip,
+    &mmp__stage_encoder_vit,
     &mmp__stage_encoder_clip_text,
     &mmp__stage_tokenize_clip,
     &mmp__stage_projector_mlp,

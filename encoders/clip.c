@@ -902,6 +902,9 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, const char 
     return st;
 }
 
+/* `want` for encoder.vit: either tower, as the model file says */
+#define VIT_ANY ((enum mmp_vit_arch)-1)
+
 static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mmp_stage_params *p, mmp_port_type *in,
                               mmp_port_type *out) {
     if (!p || !p->model_path) return mmp__error_null(MMP_ERR_INVALID_ARG, "%s: no model path (-m)", kind);
@@ -914,7 +917,7 @@ static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mm
     if (mmp__vit_ref(p, p->model_path, &s->ref) != MMP_OK) { enc_stage_destroy(s); return NULL; }
     s->v = s->ref.model;
     const mmp_vit_hparams *hp = mmp_vit_get_hparams(s->v);
-    if (hp->arch != want) {
+    if (want != VIT_ANY && hp->arch != want) {
         bool clip = hp->arch == MMP_VIT_CLIP;
         enc_stage_destroy(s);
         return mmp__error_null(MMP_ERR_UNSUPPORTED, "%s: %s is a %s vision tower; use encoder.%s", kind, p->model_path,
@@ -943,7 +946,7 @@ static void *vit_stage_create(const char *kind, enum mmp_vit_arch want, const mm
     if (cfg && mmp_json_get_string(cfg, "vision_feature_select_strategy", &strat) == MMP_OK)
         s->vp.drop_cls = !strcmp(strat, "default");
     mmp_clear_error();
-    s->vp.post_ln = want == MMP_VIT_SIGLIP && s->vp.layer == -1 && hp->has_post_ln;
+    s->vp.post_ln = hp->arch == MMP_VIT_SIGLIP && s->vp.layer == -1 && hp->has_post_ln;
     if (set[0]) s->vp.layer = (int32_t)val[0];
     if (set[1]) s->vp.drop_cls = val[1] != 0;
     if (set[2]) s->vp.post_ln = val[2] != 0;
@@ -1009,6 +1012,14 @@ const mmp_stage_kind mmp__stage_encoder_clip = VIT_KIND(
 const mmp_stage_kind mmp__stage_encoder_siglip = VIT_KIND(
     "encoder.siglip", "SigLIP vision transformer: pixels -> hidden (options layer=N, post_ln=0|1, pooled=0|1)",
     siglip_stage_create);
+
+static void *vit_any_stage_create(const mmp_stage_params *p, mmp_port_type *in, mmp_port_type *out) {
+    return vit_stage_create("encoder.vit", VIT_ANY, p, in, out);
+}
+const mmp_stage_kind mmp__stage_encoder_vit = VIT_KIND(
+    "encoder.vit", "CLIP or SigLIP vision transformer, as the model file says (the image side of LLaVA-style models): "
+                   "pixels -> hidden (options layer=N, drop_cls=0|1, post_ln=0|1, pooled=0|1)",
+    vit_any_stage_create);
 
 static int sd_extra(const char *kind, const char *key, const char *val, void *ctx) { return mmp__sd_opt(kind, key, val, ctx); }
 

@@ -403,8 +403,8 @@ static int mtmd_greedy(const mmp_llm *m, const mmp_mm_prompt *pr, int n, int32_t
 
 /* Golden llava_mixtral: pixel_values and input_ids (the BPE of the test vocabulary does not
  * give these ids back from their text: "cans mx" is 71,155,87,111,92, the golden has
- * 197,201,111,92), so the pixels enter at encoder.clip and the ids at the token level
- * (prompt.embed in place of prompt.text); the rest is image-chat.pipe: encoder.clip ->
+ * 197,201,111,92), so the pixels enter at encoder.vit and the ids at the token level
+ * (prompt.embed in place of prompt.text); the rest is image-chat.pipe: encoder.vit ->
  * projector.mlp -> backbone.generate, greedy. */
 static void test_image_chat_golden(void **state) {
     (void)state;
@@ -417,7 +417,7 @@ static void test_image_chat_golden(void **state) {
     const char *model = mmpt_data("mm/llava_mixtral");
     char *text = pipe_variant("image-chat", (const char *const[]){ "stage pre ", "input image", "pre.pixels", "stage prompt ",
                                                                     "input text", NULL },
-                              "input pixels -> clip.pixels\n"
+                              "input pixels -> vit.pixels\n"
                               "stage prompt prompt.embed model=${model}\n"
                               "input tokens -> prompt.tokens\n");
     mmp_safetensors *g = mmp_safetensors_open(mmpt_data("mm/llava_mixtral/io.safetensors"));

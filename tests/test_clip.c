@@ -297,6 +297,34 @@ static void test_stages(void **st) {
     p.model_path = mmpt_data("vision/siglip_vision");
     assert_null(mmp_stage_new(kc, &p));
     assert_non_null(strstr(mmp_last_error(), "SigLIP"));
+    /* encoder.vit takes either tower: the same output as encoder.clip on the LLaVA folder and as
+     * encoder.siglip on the SigLIP model (defaults included) */
+    const mmp_stage_kind *kv = mmp_registry_find(r, "encoder.vit"), *ks = mmp_registry_find(r, "encoder.siglip");
+    assert_non_null(kv);
+    const char *const models[2] = { "vision/llava_mixtral", "vision/siglip_vision" };
+    for (int mi = 0; mi < 2; mi++) {
+        mmp_stage_params vp2 = mmp_stage_params_default();
+        vp2.model_path = mmpt_data(models[mi]);
+        mmp_stage *a = mmp_stage_new(kv, &vp2), *b = mmp_stage_new(mi ? ks : kc, &vp2);
+        if (!a || !b) fail_msg("%s", mmp_last_error());
+        int64_t sz = mmp_stage_input(a, 0)->type.dims[1];
+        assert_int_equal(sz, mmp_stage_input(b, 0)->type.dims[1]);
+        int64_t d3[3] = { 3, sz, sz };
+        mmp_array *x = mmp_array_new(MMP_TYPE_F32, 3, d3);
+        mmpt_rand_fill(x->data, (size_t)(3 * sz * sz), 9, -1, 1);
+        const mmp_array *xi[1] = { x };
+        mmp_array *oa[1] = { NULL }, *ob[1] = { NULL };
+        assert_int_equal(mmp_stage_run(a, xi, oa), MMP_OK);
+        assert_int_equal(mmp_stage_run(b, xi, ob), MMP_OK);
+        assert_int_equal(oa[0]->dims[0], ob[0]->dims[0]);
+        assert_int_equal(oa[0]->dims[1], ob[0]->dims[1]);
+        assert_memory_equal(oa[0]->data, ob[0]->data, mmp_array_nbytes(ob[0]));
+        mmp_array_free(oa[0]);
+        mmp_array_free(ob[0]);
+        mmp_array_free(x);
+        mmp_stage_free(a);
+        mmp_stage_free(b);
+    }
     mmp_stage_free(enc);
     mmp_stage_free(proj);
     mmp_registry_free(r);

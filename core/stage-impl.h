@@ -5,10 +5,14 @@
 
 /* Stage options "key=value,key=value". A backslash escapes the next character: "\," is a comma
  * inside a value and "\\" a backslash (pipelines escape ${param} values substituted into
- * options this way, so a system prompt may hold commas). Items without '=' have val "".
+ * options this way, so a system prompt may hold commas). Items without '=' have val "" and
+ * bare set (a flag such as "raw"); "raw=" is an empty value (the default).
  * Returns the number of items (<= max) or -1 with the error set naming `kind` (more than max
  * items, an empty key, a trailing backslash). keys/values point into *storage: free it. */
-typedef struct mmp__opt { const char *key, *val; } mmp__opt;
+typedef struct mmp__opt {
+    const char *key, *val;
+    bool bare;              /* written without '=' ("raw"), as opposed to "raw=" */
+} mmp__opt;
 int mmp__opts_parse(const char *kind, const char *opts, mmp__opt *items, int max, char **storage);
 
 /* NULL-terminated. */

@@ -347,6 +347,7 @@ int mmp__opts_parse(const char *kind, const char *opts, mmp__opt *items, int max
         }
         items[n].key = key;
         items[n].val = val ? val : "";
+        items[n].bare = val == NULL;
         n++;
     }
     *storage = buf;

@@ -19,10 +19,9 @@
 
 /* ---- options ---- */
 
-/* "raw", "raw=0|1" (mmp__opts_parse: "\," escapes a comma) for the VAE kinds; raw == NULL
- * (generator.unet): no options are known. "raw=auto" keeps the default (0). A bare "raw" is the
- * documented flag form (raw=1); mmp__opts_parse gives it the same empty value as "raw=", so an
- * empty value means raw=1 here, not the default. */
+/* "raw" (the flag form, on), "raw=0|1" (mmp__opts_parse: "\," escapes a comma) for the VAE
+ * kinds; raw == NULL (generator.unet): no options are known. "raw=" or "raw=auto" keeps the
+ * default (off; a pipeline parameter left ""). */
 static enum mmp_status parse_opts(const char *kind, const char *opt, bool *raw) {
     if (raw) *raw = false;
     mmp__opt items[8];
@@ -33,8 +32,8 @@ static enum mmp_status parse_opts(const char *kind, const char *opt, bool *raw) 
     for (int i = 0; i < n && st == MMP_OK; i++) {
         const char *k = items[i].key, *v = items[i].val;
         if (raw && !strcmp(k, "raw")) {
-            if (!strcmp(v, "auto")) continue;
-            if (!*v || !strcmp(v, "1")) *raw = true;
+            if (items[i].bare || !strcmp(v, "1")) *raw = true;
+            else if (!*v || !strcmp(v, "auto")) continue;
             else if (!strcmp(v, "0")) *raw = false;
             else st = mmp__error(MMP_ERR_INVALID_ARG, "%s: option raw=%s, expected 0 or 1 (known: raw, raw=0|1)", kind, v);
         } else {

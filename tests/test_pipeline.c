@@ -807,6 +807,8 @@ static void test_parse_details(void **state) {
         assert_string_equal(o[0].key, "a"); assert_string_equal(o[0].val, "1");
         assert_string_equal(o[1].key, "b"); assert_string_equal(o[1].val, "x,y");
         assert_string_equal(o[2].key, "c"); assert_string_equal(o[2].val, "");
+        assert_true(o[2].bare);            /* "c": a flag */
+        assert_false(o[0].bare);
         assert_string_equal(o[3].key, "d"); assert_string_equal(o[3].val, "e=f");
         free(st);
         assert_int_equal(mmp__opts_parse("k", "a=1,b=2,c=3", o, 2, &st), -1);

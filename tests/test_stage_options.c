@@ -259,7 +259,9 @@ static void test_generators(void **state) {
     mmp_array_free(raw_u);
     mmp_array_free(lat_u);
     expect_same_output(r, K, vae, "raw=1", ins, 0, raw);
-    expect_same_output(r, K, vae, "raw=0,raw=", ins, 0, raw);   /* an empty value is the bare flag */
+    expect_same_output(r, K, vae, "raw=0,raw", ins, 0, raw);    /* the bare flag turns it on */
+    expect_same_output(r, K, vae, "raw=1,raw=", ins, 0, raw);   /* an empty value keeps what was set */
+    expect_same_output(r, K, vae, "raw=", ins, 0, want);        /* ... or the default */
     expect_fail(r, K, vae, "raw=2", (const char *[]){ K, "raw=2", "0 or 1", "known: raw", NULL });
     expect_fail(r, K, vae, "raw=1\\,0", (const char *[]){ K, "raw=1,0", NULL });
     expect_common_fail(r, K, vae, "raw=1\\");

@@ -32,6 +32,10 @@ struct mmp_sd {
     bool single_file;
     int32_t n_threads;
     char *path;
+    /* loaded through a model store (stages): the component files it holds open there, so that
+     * a stage naming ROOT/unet or ROOT/vae directly meets the same mapping */
+    mmp_store *store;
+    const mmp_modelfile *mf[3];   /* unet, vae, text_encoder; NULL when not from the store */
 };
 
 mmp_sd_params mmp_sd_params_default(void) {
@@ -59,6 +63,7 @@ void mmp_sd_free(mmp_sd *sd) {
     mmp_clip_text_free(sd->te);
     mmp_unet_free(sd->unet);
     mmp_vae_free(sd->vae);
+    for (int i = 0; i < 3; i++) mmp_store_close(sd->store, sd->mf[i]);   /* after the models borrowing them */
     mmp_json_free(sd->sched_cfg);
     free(sd->path);
     free(sd);
@@ -624,24 +629,30 @@ static mmp_sd *load_parts(mmp_sd *sd, const char *root, const char *tok_dir, con
         if (!ok) return mmp__error_null(MMP_ERR_NOT_FOUND, "%s: the Stable Diffusion model has no %s/ folder", src, need[i]);
     }
     if (!(d = mmp__path_join(root, "unet"))) return NULL;
-    sd->unet = mmp_unet_load(d, p->n_threads);
+    if (sd->store) {
+        if ((sd->mf[0] = mmp_store_open(sd->store, d))) sd->unet = mmp_unet_load_modelfile(sd->mf[0], p->n_threads);
+    } else sd->unet = mmp_unet_load(d, p->n_threads);
     free(d);
     if (!sd->unet) { mmp__error_prefix("%s: unet: ", src); return NULL; }
-    if (p->vae_path) {
-        sd->vae = mmp_vae_load(p->vae_path, p->n_threads);
-        if (!sd->vae) { mmp__error_prefix("%s: vae: ", p->vae_path); return NULL; }
-    } else {
-        if (!(d = mmp__path_join(root, "vae"))) return NULL;
-        if (!mmp__is_dir(d)) {
-            free(d);
+    const char *vsrc = p->vae_path;
+    char *vdir = NULL;
+    if (!vsrc) {
+        if (!(vdir = mmp__path_join(root, "vae"))) return NULL;
+        if (!mmp__is_dir(vdir)) {
+            free(vdir);
             return mmp__error_null(MMP_ERR_NOT_FOUND, "%s: the Stable Diffusion model has no vae/ folder (give a VAE, e.g. --taesd FILE)", src);
         }
-        sd->vae = mmp_vae_load(d, p->n_threads);
-        free(d);
-        if (!sd->vae) { mmp__error_prefix("%s: vae: ", src); return NULL; }
+        vsrc = vdir;
     }
+    if (sd->store) {
+        if ((sd->mf[1] = mmp_store_open(sd->store, vsrc))) sd->vae = mmp_vae_load_modelfile(sd->mf[1], p->n_threads);
+    } else sd->vae = mmp_vae_load(vsrc, p->n_threads);
+    free(vdir);
+    if (!sd->vae) { mmp__error_prefix("%s: vae: ", p->vae_path ? p->vae_path : src); return NULL; }
     if (!(d = mmp__path_join(root, "text_encoder"))) return NULL;
-    sd->te = mmp_clip_text_load(d);
+    if (sd->store) {
+        if ((sd->mf[2] = mmp_store_open(sd->store, d))) sd->te = mmp_clip_text_load_modelfile(sd->mf[2]);
+    } else sd->te = mmp_clip_text_load(d);
     free(d);
     if (!sd->te) { mmp__error_prefix("%s: text_encoder: ", src); return NULL; }
     if (!tok_dir)
@@ -652,13 +663,16 @@ static mmp_sd *load_parts(mmp_sd *sd, const char *root, const char *tok_dir, con
     return sd;
 }
 
-mmp_sd *mmp_sd_load(const char *path, const mmp_sd_params *pp) {
+/* store != NULL: the components of a diffusers root are opened through it (a single-file
+ * checkpoint is converted into a temporary folder first, so its parts are loaded apart). */
+static mmp_sd *sd_load(const char *path, const mmp_sd_params *pp, mmp_store *store) {
     if (!path) return mmp__error_null(MMP_ERR_INVALID_ARG, "mmp_sd_load: NULL path");
     mmp_sd_params p = pp ? *pp : mmp_sd_params_default();
     if (p.n_threads <= 0) p.n_threads = 4;
     mmp_sd *sd = mmp__calloc(1, sizeof *sd);
     if (!sd) return NULL;
     sd->n_threads = p.n_threads;
+    sd->store = mmp__is_dir(path) ? store : NULL;
     if (!(sd->path = mmp__strdup(path))) goto fail;
     if (mmp__is_dir(path)) {
         char *mi = mmp__path_join(path, "model_index.json"), *tok = mmp__path_join(path, "tokenizer"),
@@ -855,10 +869,13 @@ int mmp__sd_opt(const char *kind, const char *key, const char *val, mmp__sd_opts
     return 1;
 }
 
+mmp_sd *mmp_sd_load(const char *path, const mmp_sd_params *p) { return sd_load(path, p, NULL); }
+
 typedef struct sd_load_ctx {
     const mmp__sd_opts *o;
     const char *vae;
     int n_threads;
+    mmp_store *store;
 } sd_load_ctx;
 
 static void *sd_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
@@ -873,7 +890,7 @@ static void *sd_load_cb(const mmp_modelfile *mf, const char *path, void *ctx) {
         lp.ldm_norm_groups = c->o->ldm_groups;
         lp.ldm_text_heads = c->o->ldm_text_heads;
     }
-    return mmp_sd_load(path, &lp);
+    return sd_load(path, &lp, c->store);
 }
 static void sd_free_cb(void *m) { mmp_sd_free(m); }
 
@@ -881,7 +898,7 @@ enum mmp_status mmp__sd_ref(const mmp_stage_params *p, const char *root, const c
                             mmp__model_ref *out) {
     memset(out, 0, sizeof *out);
     if (vae && !*vae) vae = NULL;
-    sd_load_ctx c = { o, vae, p && p->n_threads > 0 ? p->n_threads : 1 };
+    sd_load_ctx c = { o, vae, p && p->n_threads > 0 ? p->n_threads : 1, p ? p->store : NULL };
     /* the key holds everything that changes the loaded object; the VAE path canonical so that
      * two spellings of one file meet */
     char *cv = vae ? realpath(vae, NULL) : NULL;

@@ -310,6 +310,46 @@ static void expect_new_fails(mmp_pipeline_desc *d, const char *needle) {
     mmp_registry_free(r);
 }
 
+/* A Stable Diffusion root opened by generator.sample and a stage naming one of its components
+ * (ROOT/vae) directly meet on one mapping in the store: unet, vae and text_encoder are each open
+ * once, and the VAE file is found in the cache by the second stage. */
+static void test_root_shares_mapping(void **st) {
+    (void)st;
+    mmp_registry *r = mmp_registry_new();
+    mmp_store *store = mmp_store_new();
+    assert_non_null(r);
+    assert_non_null(store);
+    int scope = 0;
+    char vae[256];
+    snprintf(vae, sizeof vae, "%s/vae", g_pipe);
+    mmp_stage_params sp = mmp_stage_params_default();
+    sp.store = store;
+    sp.scope = &scope;
+    sp.model_path = g_pipe;
+    sp.options = "steps=2";
+    mmp_stage *sample = mmp_stage_new(mmp_registry_find(r, "generator.sample"), &sp);
+    if (!sample) fail_msg("%s", mmp_last_error());
+    mmp_store_stats a = mmp_store_get_stats(store);
+    assert_int_equal(a.files_open, 3);   /* ROOT/unet, ROOT/vae, ROOT/text_encoder */
+    sp.model_path = vae;
+    sp.options = NULL;
+    mmp_stage *dec = mmp_stage_new(mmp_registry_find(r, "generator.vae_decode"), &sp);
+    if (!dec) fail_msg("%s", mmp_last_error());
+    mmp_store_stats b = mmp_store_get_stats(store);
+    printf("  store: files_open %lld -> %lld, file_opens %lld -> %lld, hits %lld -> %lld\n", (long long)a.files_open,
+           (long long)b.files_open, (long long)a.file_opens, (long long)b.file_opens, (long long)a.hits, (long long)b.hits);
+    assert_int_equal(b.files_open, 3);             /* the VAE file was not opened again */
+    assert_int_equal(b.file_opens, a.file_opens);
+    assert_true(b.hits > a.hits);
+    mmp_stage_free(dec);
+    mmp_stage_free(sample);
+    b = mmp_store_get_stats(store);
+    assert_int_equal(b.files_open, 0);
+    assert_int_equal(b.models_loaded, 0);
+    mmp_store_free(store);
+    mmp_registry_free(r);
+}
+
 static void test_errors(void **st) {
     (void)st;
     mmp_pipeline_desc *d = mmp_pipeline_desc_stock("txt2img");
@@ -342,6 +382,7 @@ int main(void) {
         cmocka_unit_test(test_pipe_vs_sd_generate),
         cmocka_unit_test(test_single_file),
         cmocka_unit_test(test_golden_through_root),
+        cmocka_unit_test(test_root_shares_mapping),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

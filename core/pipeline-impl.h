@@ -11,10 +11,6 @@ void mmp__pipeline_desc_set_line(mmp_pipeline_desc *d, int line);
 enum mmp_status mmp__pipeline_desc_set_source(mmp_pipeline_desc *d, const char *source);
 enum mmp_status mmp__pipeline_desc_set_name(mmp_pipeline_desc *d, const char *name);
 
-/* The `prompt.embed` stage kind (core/pipeline_prompt.c): token embeddings with the marker
- * positions replaced by media embeddings. To be listed in core/stage_builtin.c. */
-extern const mmp_stage_kind mmp__stage_prompt_embed;
-
 /* The stock pipelines compiled into the library (generated from the .pipe files of pipelines/ by
  * cmake/embed_pipelines.cmake): sorted by name, terminated by a NULL name. */
 typedef struct mmp__stock_pipe {

@@ -12,7 +12,6 @@
 #include "mmpipe/llm.h"
 #include "mmpipe/modelfile.h"
 #include "mmpipe/store.h"
-#include "pipeline-impl.h"
 #include "stage-impl.h"
 #include "store-impl.h"
 #include "util.h"

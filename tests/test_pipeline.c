@@ -102,13 +102,11 @@ static const mmp_stage_kind optlen_kind = {
     .create = optlen_create, .run = add_run, .destroy = add_destroy,
 };
 
-/* prompt.embed lives in core/pipeline_prompt.c; until core/stage_builtin.c lists it, the tests
- * add it to their registries themselves. */
+/* The built-in kinds (prompt.embed included). */
 static mmp_registry *registry_new(void) {
     mmp_registry *r = mmp_registry_new();
     assert_non_null(r);
-    if (!mmp_registry_find(r, "prompt.embed")) assert_int_equal(mmp_registry_add(r, &mmp__stage_prompt_embed), MMP_OK);
-    mmp_clear_error();
+    assert_non_null(mmp_registry_find(r, "prompt.embed"));
     return r;
 }
 
@@ -906,13 +904,7 @@ static void test_cli(void **state) {
     snprintf(pipes, sizeof pipes, "%s", mmpt_data("../../pipelines"));
     char *tmp = mkdtemp(tmpl);
     assert_non_null(tmp);
-    /* every stock file validates through `pipeline show`, as text and as DOT. Until
-     * core/stage_builtin.c lists prompt.embed (core/pipeline_prompt.c), the CLI's registry
-     * lacks it: the files that use it are then skipped here (test_stock_files and
-     * test_chat_goldens check them through the library). */
-    snprintf(cmd, sizeof cmd, "'%s' stage --list | grep -q '^  prompt.embed '", MMP_CLI_PATH);
-    bool cli_has_prompt = sh(cmd) == 0;
-    if (!cli_has_prompt) printf("  NOTE: prompt.embed is not a built-in kind yet: CLI show skips the files using it\n");
+    /* every stock file validates through `pipeline show`, as text and as DOT */
     DIR *dp = opendir(pipes);
     assert_non_null(dp);
     struct dirent *e;
@@ -920,14 +912,6 @@ static void test_cli(void **state) {
     while ((e = readdir(dp))) {
         size_t l = strlen(e->d_name);
         if (l < 6 || strcmp(e->d_name + l - 5, ".pipe")) continue;
-        if (!cli_has_prompt) {
-            char fp[2048];
-            snprintf(fp, sizeof fp, "%s/%s", pipes, e->d_name);
-            char *txt = read_text(fp);
-            bool uses = txt && strstr(txt, "prompt.embed");
-            free(txt);
-            if (uses) continue;
-        }
         snprintf(cmd, sizeof cmd, "'%s' pipeline show '%s/%s' > %s/show.txt 2>&1 && '%s' pipeline show '%s/%s' --dot %s/g.dot 2>/dev/null",
                  MMP_CLI_PATH, pipes, e->d_name, tmp, MMP_CLI_PATH, pipes, e->d_name, tmp);
         if (sh(cmd) != 0) fail_msg("pipeline show %s failed", e->d_name);
